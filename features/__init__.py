@@ -1,0 +1,1 @@
+"""Pure feature logic: DataFrames and typed settings in, feature frames out."""

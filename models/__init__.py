@@ -1,0 +1,1 @@
+"""Pure modelling logic: estimators, calibration, bands, metrics, reasons, point rules."""

@@ -1,0 +1,1 @@
+"""leadprop pipeline: everything that touches the outside world (CLI, IO, params, MLflow)."""

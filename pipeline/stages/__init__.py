@@ -1,1 +1,2 @@
-"""One module per DVC stage; each exposes main(...) called by the CLI."""
+"""One module per DVC stage; each exposes `from_params(params, ...)`, called by the CLI, and a
+plain `run(...)` with explicit arguments for tests and other callers."""

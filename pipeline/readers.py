@@ -1,0 +1,267 @@
+"""Reading raw tables (CSV or Parquet) with clear errors for files that cannot be read.
+
+`read_table` only reads: it returns every CSV column as text and leaves typing and row
+checks to `pipeline.contract`. The rows of the returned frame are numbered as a
+spreadsheet shows them (the header is row 1, so the first data row is row 2; a Parquet
+file has no header row, so its first row is row 1); the contract quotes those numbers in
+its messages and in the rejects files.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pipeline.errors import ConfigError, DataError
+
+CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
+PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
+_DELIMITER_CANDIDATES = (",", ";", "\t", "|")
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How raw files are read and how strict the contract is: the `ingest:` params section.
+
+    Every field maps to the `ingest.<field>` key of the same name (see `from_params`).
+    Empty or whitespace-only cells always count as missing; `na_values` adds more markers.
+    """
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    decimal: str = "."
+    date_format: str | None = None
+    na_values: tuple[str, ...] = ("",)
+    dayfirst: bool = False
+    # Above this share of a column's non-empty values failing to parse (dates, counts) the
+    # column is taken to be in the wrong format and ingest stops instead of rejecting rows.
+    max_bad_share: float = 0.05
+    # Above this share of a file's rows rejected, the file as a whole is taken to be wrong.
+    max_reject_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if len(self.delimiter) != 1:
+            raise ConfigError(f"`ingest.delimiter` must be one character; got {self.delimiter!r}.")
+        if len(self.decimal) != 1 or self.decimal == self.delimiter:
+            raise ConfigError(
+                "`ingest.decimal` must be one character other than the delimiter "
+                f"({self.delimiter!r}); got {self.decimal!r}."
+            )
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ConfigError(
+                f"`ingest.encoding` must be a known text encoding such as 'utf-8', 'cp1252' or "
+                f"'latin-1'; got {self.encoding!r}."
+            ) from None
+        if self.date_format is not None and "%" not in self.date_format:
+            raise ConfigError(
+                "`ingest.date_format` must be a strftime-style format such as '%d/%m/%Y' or "
+                f"'%Y-%m-%d %H:%M'; got {self.date_format!r}."
+            )
+        if isinstance(self.na_values, str) or not all(isinstance(v, str) for v in self.na_values):
+            raise ConfigError(
+                f"`ingest.na_values` must be a list of strings; got {self.na_values!r}."
+            )
+        object.__setattr__(self, "na_values", tuple(self.na_values))
+        if not 0 <= self.max_bad_share < 1:
+            raise ConfigError(
+                f"`ingest.max_bad_share` must be >= 0 and < 1; got {self.max_bad_share!r}."
+            )
+        if not 0 < self.max_reject_share <= 1:
+            raise ConfigError(
+                f"`ingest.max_reject_share` must be > 0 and <= 1; got {self.max_reject_share!r}."
+            )
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any] | None) -> ReadOptions:
+        """Build from the `ingest:` params section; `now` belongs to the stage and is skipped."""
+        known = {f.name for f in fields(cls)}
+        given = {k: v for k, v in (section or {}).items() if k != "now"}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(
+                f"`ingest.{unknown[0]}` is not a known setting; the ingest settings are "
+                f"{', '.join(sorted(known | {'now'}))}."
+            )
+        if isinstance(given.get("na_values"), list):
+            given["na_values"] = tuple(given["na_values"])
+        return cls(**given)
+
+
+def read_table(
+    path: Path, options: ReadOptions = ReadOptions(), what: str = "input"
+) -> pd.DataFrame:
+    """Read a CSV (every column as text) or Parquet file, chosen by the file's suffix.
+
+    `what` names the table in messages ("leads", "events"). Raises `DataError` for a missing,
+    empty, undecodable or unreadable file, a header that looks like another delimiter, or a
+    row with more fields than the header.
+    """
+    path = Path(path)
+    if not path.is_file():
+        where = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise DataError(
+            f"{path}: the {what} file {where}. Check the path (it is resolved from the "
+            f"current folder, {Path.cwd()}).",
+            file=str(path),
+        )
+    if path.stat().st_size == 0:
+        raise DataError(
+            f"{path}: the {what} file is empty (0 bytes). Export it again with a header row "
+            "and at least one data row.",
+            file=str(path),
+        )
+    suffixes = {s.lower() for s in path.suffixes}
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        frame = _read_parquet(path, what)
+        first_row = 1
+    elif suffixes & CSV_SUFFIXES:
+        frame = _read_csv(path, options, what)
+        first_row = 2
+    else:
+        raise DataError(
+            f"{path}: cannot tell how to read the {what} file from its name; use a .csv "
+            "(optionally compressed, e.g. .csv.gz) or a .parquet file.",
+            file=str(path),
+        )
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if len(frame) == 0:
+        raise DataError(
+            f"{path}: the {what} file has a header ({format_names(frame.columns)}) but no "
+            "data rows. Export it again with its rows.",
+            file=str(path),
+            n_rows=0,
+        )
+    frame.index = pd.RangeIndex(first_row, first_row + len(frame))
+    return frame
+
+
+def _read_csv(path: Path, options: ReadOptions, what: str) -> pd.DataFrame:
+    encoding = _python_encoding(options.encoding)
+    try:
+        with warnings.catch_warnings():
+            # A row with more fields than the header is dropped data, not a warning.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(
+                path,
+                sep=options.delimiter,
+                encoding=encoding,
+                dtype=str,
+                keep_default_na=False,
+                na_values=list(options.na_values),
+                index_col=False,
+                skip_blank_lines=True,
+            )
+    except UnicodeDecodeError as err:
+        raise _decode_error(path, options, what, err) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"{path}: the {what} file has no header row (it holds only blank lines). Export "
+            "it again with a header row and at least one data row.",
+            file=str(path),
+        ) from None
+    except (pd.errors.ParserError, pd.errors.ParserWarning):
+        raise _ragged_error(path, options, what) from None
+    _check_delimiter(path, frame.columns, options, what)
+    return frame
+
+
+def _read_parquet(path: Path, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise DataError(
+            f"{path}: the {what} file is not a readable Parquet file ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}). Export it again, or "
+            "export CSV instead.",
+            file=str(path),
+        ) from None
+
+
+def _python_encoding(encoding: str) -> str:
+    # Excel writes a byte-order mark at the start of UTF-8 CSVs; it must not stick to the
+    # first column's name.
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
+
+
+def _decode_error(
+    path: Path, options: ReadOptions, what: str, err: UnicodeDecodeError
+) -> DataError:
+    # Error path only: decode the whole file ourselves to find the offending line.
+    data = path.read_bytes()
+    where = ""
+    try:
+        data.decode(_python_encoding(options.encoding))
+    except UnicodeDecodeError as full:
+        line = data.count(b"\n", 0, full.start) + 1
+        where = f" at line {line} (byte 0x{data[full.start]:02x})"
+    hint = "'cp1252' or 'latin-1'" if codecs.lookup(options.encoding).name == "utf-8" else "'utf-8'"
+    return DataError(
+        f"{path}: the {what} file is not valid {options.encoding} text{where}. The export "
+        f"probably uses another character encoding; check `encoding` (set ingest.encoding, "
+        f"e.g. to {hint}) or export the file as UTF-8.",
+        file=str(path),
+        example=f"0x{err.object[err.start]:02x}" if err.object else None,
+    )
+
+
+def _ragged_error(path: Path, options: ReadOptions, what: str) -> DataError:
+    """A row has more fields than the header: find the first one (error path only)."""
+    encoding = _python_encoding(options.encoding)
+    detail = ""
+    n_bad = 0
+    with open(path, encoding=encoding, newline="") as handle:
+        reader = csv.reader(handle, delimiter=options.delimiter)
+        header = next(reader, [])
+        for record in reader:
+            if len(record) > len(header):
+                n_bad += 1
+                if not detail:
+                    detail = (
+                        f" (e.g. line {reader.line_num} has {len(record)} fields where the "
+                        f"header has {len(header)})"
+                    )
+    return DataError(
+        f"{path}: {n_bad or 'some'} row{'' if n_bad == 1 else 's'} of the {what} file "
+        f"{'has' if n_bad == 1 else 'have'} more fields than the header{detail}. A value "
+        f"probably contains the delimiter {options.delimiter!r} without quotes, or "
+        "`delimiter` is wrong (set ingest.delimiter). Fix the export so every row has as "
+        "many fields as the header.",
+        file=str(path),
+        n_rows=n_bad or None,
+    )
+
+
+def _check_delimiter(path: Path, columns: pd.Index, options: ReadOptions, what: str) -> None:
+    names = [str(c) for c in columns]
+    for candidate in _DELIMITER_CANDIDATES:
+        if candidate == options.delimiter:
+            continue
+        hits = sum(name.count(candidate) for name in names)
+        if hits >= len(names):
+            shown = "tab" if candidate == "\t" else repr(candidate)
+            raise DataError(
+                f"{path}: the {what} file has {len(names)} column"
+                f"{'s' if len(names) != 1 else ''} {format_names(names, limit=3)} — is "
+                f"`delimiter` {shown}? Set ingest.delimiter to {shown} "
+                f"(it is {options.delimiter!r} now).",
+                file=str(path),
+                column=names[0],
+                example=names[0],
+            )
+
+
+def format_names(columns: Any, limit: int = 12) -> str:
+    """`'a', 'b', 'c'`, shortened to the first `limit` names and a count of the rest."""
+    names = [f"'{c}'" for c in columns]
+    if len(names) > limit:
+        return ", ".join(names[:limit]) + f", … ({len(names) - limit} more)"
+    return ", ".join(names)

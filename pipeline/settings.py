@@ -15,6 +15,17 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from models.settings import (
+    BandSet,
+    CalibrationSettings,
+    ModelError,
+    SplitSettings,
+    TrainSettings,
+    parse_bands,
+    parse_calibration,
+    parse_split,
+    parse_train,
+)
 from pipeline.errors import ConfigError
 
 KNOWN_SECTIONS = (
@@ -65,26 +76,6 @@ class Paths:
 
 
 @dataclass(frozen=True)
-class SplitSettings:
-    train: float = 0.6
-    calibration: float = 0.2
-    test: float = 0.2
-
-    def __post_init__(self) -> None:
-        for name in ("train", "calibration", "test"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ConfigError(f"`split.{name}` must be in (0, 1); got {value!r}")
-        total = self.train + self.calibration + self.test
-        if abs(total - 1.0) > 1e-6:
-            raise ConfigError(f"`split.train + split.calibration + split.test` must be 1; got {total:g}")
-
-    @property
-    def fractions(self) -> tuple[float, float, float]:
-        return (self.train, self.calibration, self.test)
-
-
-@dataclass(frozen=True)
 class RegisterSettings:
     model_name: str = "lead-propensity"
     auc_tolerance: float = 0.005
@@ -115,9 +106,9 @@ class Params:
     label: Mapping[str, Any]
     features: Mapping[str, Any]
     split: SplitSettings
-    train: Mapping[str, Any]
-    calibration: Mapping[str, Any]
-    bands: Mapping[str, Any]
+    train: TrainSettings
+    calibration: CalibrationSettings
+    bands: Mapping[str, BandSet]
     register: RegisterSettings
     score: ScoreSettings
     rules: Mapping[str, Any] = field(default_factory=dict)
@@ -133,6 +124,14 @@ def _timestamp(name: str, value: Any) -> pd.Timestamp | None:
         raise ConfigError(f"`{name}` must be a date like 2026-06-30; got {value!r}") from err
 
 
+def _model_settings(parser: Any, section: Any) -> Any:
+    """Parse a section owned by `models/`, turning its ValueErrors into ConfigErrors."""
+    try:
+        return parser(section or {})
+    except ModelError as err:
+        raise ConfigError(f"params: {err}") from err
+
+
 def parse_params(raw: Mapping[str, Any]) -> Params:
     """Validate a params mapping (as read from YAML) into :class:`Params`."""
     if not isinstance(raw, Mapping):
@@ -141,8 +140,6 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     paths_raw = raw.get("paths", {}) or {}
     _check_keys("paths", paths_raw, ("raw", "interim", "features", "scored", "reports"))
     paths = Paths(**{k: Path(v) for k, v in paths_raw.items()})
-    split_raw = raw.get("split", {}) or {}
-    _check_keys("split", split_raw, ("train", "calibration", "test"))
     register_raw = raw.get("register", {}) or {}
     _check_keys("register", register_raw, ("model_name", "auc_tolerance"))
     score_raw = raw.get("score", {}) or {}
@@ -158,10 +155,10 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         snapshots=raw.get("snapshots", {}) or {},
         label=raw.get("label", {}) or {},
         features=raw.get("features", {}) or {},
-        split=SplitSettings(**split_raw),
-        train=raw.get("train", {}) or {},
-        calibration=raw.get("calibration", {}) or {},
-        bands=raw.get("bands", {}) or {},
+        split=_model_settings(parse_split, raw.get("split")),
+        train=_model_settings(parse_train, raw.get("train")),
+        calibration=_model_settings(parse_calibration, raw.get("calibration")),
+        bands=_model_settings(parse_bands, raw.get("bands")),
         register=RegisterSettings(**register_raw),
         score=ScoreSettings(
             as_of=_timestamp("score.as_of", score_raw.get("as_of")),

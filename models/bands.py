@@ -1,0 +1,409 @@
+"""Band cutoffs on calibrated probability, fitted on the calibration split; the 1-99 score.
+
+A band set (e.g. cold / warm / hot) is a list of bands from lowest to highest. Every band
+above the lowest starts at a cutoff on calibrated probability; a lead with p >= cutoff
+belongs to that band or a higher one, so p == cutoff goes to the higher band. Cutoffs are
+chosen from the top band down, each among the distinct calibration probabilities below the
+band above it, leaving at least one distinct value for every lower band:
+
+- `min_conversion` X, rule "band" (default): the band [c, next cutoff) (for the top band,
+  p >= c) must convert at >= X, measured as the *observed* conversion of calibration
+  leads, over at least `min_band_size` leads. The cutoff is the smallest c that satisfies
+  it, so the band is as large as possible. The expected conversion (mean calibrated p) is
+  reported next to it. Beware: a band average can be met by mixing weak leads with strong
+  ones, so with a base rate above X the band may swallow nearly every lower lead.
+  Rule "marginal" (`conversion_rule: marginal`): additionally every lead in the band must
+  have calibrated p >= X, i.e. the cutoff is the smallest calibration probability >= X
+  that also meets the band rule.
+  If no c satisfies the rule, the cutoff with the highest observed conversion among bands
+  of at least `min_band_size` leads is used and the band is marked `feasible: false` with
+  a message.
+- `top_share` s: the band holds the share s of calibration leads (closest achievable with
+  ties); shares are per band, so hot 0.10 and warm 0.25 put 35 % above the warm cutoff.
+- `capacity_per_week` N: the band holds the share N / leads_per_week of the inflow, i.e.
+  about N * cadence / 7 leads per scoring batch of cadence days. `leads_per_week` is the
+  inflow of the scored population, estimated by the caller from the calibration split.
+
+Share and capacity bands are marked infeasible when the target is outside what the data
+can give (more leads than remain, or fewer than the ties at the top allow).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+
+from models.metrics import wilson_interval
+from models.settings import BandSet, InputError, InsufficientDataError, SettingsError
+
+__all__ = [
+    "FittedBand",
+    "FittedBands",
+    "apply_bands",
+    "band_table",
+    "estimate_leads_per_week",
+    "fit_bands",
+    "score_1_99",
+]
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FittedBand:
+    """One fitted band and what it achieved on the calibration split."""
+
+    name: str
+    min_propensity: float
+    target_kind: str | None = None
+    target: float | None = None
+    feasible: bool = True
+    message: str | None = None
+    n: int = 0
+    conversions: int = 0
+    rate: float | None = None
+    expected_rate: float | None = None
+    share: float = 0.0
+    expected_per_week: float | None = None
+
+
+@dataclass(frozen=True)
+class FittedBands:
+    """A fitted band set: bands from lowest to highest, with strictly increasing cutoffs."""
+
+    set_name: str
+    bands: tuple[FittedBand, ...]
+    min_band_size: int = 30
+    scoring_cadence_days: float = 7.0
+    leads_per_week: float | None = None
+    conversion_rule: str = "band"
+
+    def __post_init__(self) -> None:
+        if len(self.bands) < 2:
+            raise SettingsError(f"band set `{self.set_name}` needs at least 2 bands")
+        if self.bands[0].min_propensity != 0.0:
+            raise SettingsError(
+                f"band set `{self.set_name}`: the lowest band must start at 0; "
+                f"got {self.bands[0].min_propensity}"
+            )
+        cut = self.cutoffs
+        if not np.all(np.isfinite(cut)) or (cut <= 0).any() or (cut > 1).any():
+            raise SettingsError(
+                f"band set `{self.set_name}`: cutoffs must be in (0, 1]; got {cut.tolist()}"
+            )
+        if not np.all(np.diff(cut) > 0):
+            raise SettingsError(
+                f"band set `{self.set_name}`: cutoffs must be strictly increasing; "
+                f"got {cut.tolist()}"
+            )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Band names, lowest first."""
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def cutoffs(self) -> np.ndarray:
+        """min_propensity of every band above the lowest."""
+        return np.array([b.min_propensity for b in self.bands[1:]], dtype=float)
+
+    @property
+    def feasible(self) -> bool:
+        """False if any band's target could not be met."""
+        return all(b.feasible for b in self.bands)
+
+    @property
+    def messages(self) -> list[str]:
+        """Messages of infeasible bands, for logging."""
+        return [b.message for b in self.bands if b.message]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "set_name": self.set_name,
+            "min_band_size": self.min_band_size,
+            "scoring_cadence_days": self.scoring_cadence_days,
+            "leads_per_week": self.leads_per_week,
+            "conversion_rule": self.conversion_rule,
+            "feasible": self.feasible,
+            "bands": [asdict(b) for b in self.bands],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FittedBands:
+        """Inverse of `to_dict`; re-checks the cutoffs."""
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise SettingsError(
+                f"fitted bands format_version must be {FORMAT_VERSION}; got {version!r}"
+            )
+        fields = set(FittedBand.__dataclass_fields__)
+        bands = []
+        for i, b in enumerate(data["bands"]):
+            unknown = set(b) - fields
+            if unknown:
+                raise SettingsError(f"fitted band {i} has unknown keys {sorted(unknown)}")
+            bands.append(FittedBand(**b))
+        return cls(
+            set_name=data["set_name"],
+            bands=tuple(bands),
+            min_band_size=int(data["min_band_size"]),
+            scoring_cadence_days=float(data["scoring_cadence_days"]),
+            leads_per_week=data.get("leads_per_week"),
+            conversion_rule=data.get("conversion_rule", "band"),
+        )
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def _check_p(p: ArrayLike, name: str = "p") -> np.ndarray:
+    arr = np.asarray(p, dtype=float).ravel()
+    if not np.isfinite(arr).all():
+        raise InputError(f"`{name}` must be finite; got {int((~np.isfinite(arr)).sum())} NaN/inf")
+    if (arr < 0).any() or (arr > 1).any():
+        raise InputError(
+            f"`{name}` must be calibrated probabilities in [0, 1]; "
+            f"got range [{arr.min():g}, {arr.max():g}]"
+        )
+    return arr
+
+
+def _check_y(y: ArrayLike, n: int) -> np.ndarray:
+    arr = np.asarray(y, dtype=float).ravel()
+    if arr.size != n:
+        raise InputError(f"`y` has {arr.size} values for {n} probabilities")
+    if np.isnan(arr).any() or not np.isin(arr, (0.0, 1.0)).all():
+        raise InputError("`y` must contain only 0 and 1")
+    return arr.astype(int)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def fit_bands(
+    p_cal: ArrayLike,
+    y_cal: ArrayLike,
+    band_set: BandSet,
+    leads_per_week: float | None = None,
+) -> FittedBands:
+    """Fit the cutoffs of `band_set` on calibrated probabilities and outcomes.
+
+    See the module docstring for the rule of each target kind. Shares and capacities count
+    rows, so pass one row per lead (e.g. each calibration lead's snapshot at the age you
+    score at) when any band uses `top_share` or `capacity_per_week`. Raises
+    `InsufficientDataError` when there are too few distinct probabilities to give every
+    band its own cutoff.
+    """
+    if not isinstance(band_set, BandSet):
+        raise SettingsError(f"`band_set` must be a BandSet; got {type(band_set).__name__}")
+    p = _check_p(p_cal, "p_cal")
+    y = _check_y(y_cal, p.size)
+    name = band_set.name
+    if band_set.uses_capacity and leads_per_week is None:
+        raise SettingsError(
+            f"`bands.{name}` sizes a band by capacity_per_week: pass `leads_per_week` "
+            "(the inflow of scored leads per week)"
+        )
+    if leads_per_week is not None and not (
+        isinstance(leads_per_week, int | float)
+        and not isinstance(leads_per_week, bool)
+        and math.isfinite(leads_per_week)
+        and leads_per_week > 0
+    ):
+        raise SettingsError(f"`leads_per_week` must be > 0; got {leads_per_week!r}")
+
+    values, inverse = np.unique(p, return_inverse=True)  # ascending distinct probabilities
+    k_bands = len(band_set.bands)
+    if values.size < k_bands:
+        raise InsufficientDataError(
+            f"`bands.{name}` has {k_bands} bands but the calibration split has only "
+            f"{values.size} distinct probabilities"
+        )
+    count_at = np.bincount(inverse, minlength=values.size)
+    pos_at = np.bincount(inverse, weights=y, minlength=values.size)
+    # Suffix sums: rows / positives with p >= values[i]; index values.size means "none".
+    n_ge = np.append(np.cumsum(count_at[::-1])[::-1], 0)
+    pos_ge = np.append(np.cumsum(pos_at[::-1])[::-1], 0.0)
+    total = p.size
+    min_size = band_set.min_band_size
+
+    cut_idx: dict[int, int] = {}
+    info: dict[int, tuple[bool, str | None]] = {}
+    upper = values.size
+    for k in range(k_bands - 1, 0, -1):
+        spec = band_set.bands[k]
+        cand = np.arange(k, upper)  # leave >= 1 distinct value for each lower band
+        if cand.size == 0:
+            raise InsufficientDataError(
+                f"`bands.{name}`: no room for a cutoff of band `{spec.name}` below the band "
+                f"above it ({values.size} distinct probabilities)"
+            )
+        n_band = n_ge[cand] - n_ge[upper]
+        pos_band = pos_ge[cand] - pos_ge[upper]
+        feasible, message = True, None
+        if spec.target_kind == "min_conversion":
+            target = float(spec.target)  # type: ignore[arg-type]
+            ok = (n_band >= min_size) & (pos_band >= target * n_band - 1e-9)
+            if band_set.conversion_rule == "marginal":
+                ok &= values[cand] >= target
+            if ok.any():
+                choice = int(cand[np.argmax(ok)])  # smallest cutoff that works
+            else:
+                need = min(min_size, int(n_band.max()))
+                rate = np.where(n_band >= need, pos_band / n_band, -1.0)
+                j = int(np.argmax(rate))  # highest achievable rate, smallest cutoff on ties
+                choice = int(cand[j])
+                feasible = False
+                message = (
+                    f"`bands.{name}` band `{spec.name}`: no cutoff gives >= {_pct(target)} "
+                    f"observed conversion with >= {min_size} calibration leads "
+                    f"({band_set.conversion_rule} rule); using the best "
+                    f"achievable {_pct(rate[j])} (n={int(n_band[j])}) at p >= {values[choice]:.4g}"
+                )
+        else:
+            if spec.target_kind == "top_share":
+                share = float(spec.target)  # type: ignore[arg-type]
+                what = f"top_share {share:g}"
+            else:
+                share = float(spec.target) / float(leads_per_week)  # type: ignore[arg-type]
+                what = (
+                    f"capacity_per_week {spec.target:g} of {leads_per_week:g} leads per week "
+                    f"(share {share:.3g})"
+                )
+            want = share * total
+            j = int(np.argmin(np.abs(n_band - want)))  # first minimum: the larger band on ties
+            choice = int(cand[j])
+            lo, hi = int(n_band.min()), int(n_band.max())
+            if not lo <= want <= hi:
+                feasible = False
+                message = (
+                    f"`bands.{name}` band `{spec.name}`: {what} asks for {want:.1f} of {total} "
+                    f"calibration leads but the data allows {lo}..{hi}; using {int(n_band[j])} "
+                    f"(p >= {values[choice]:.4g})"
+                )
+        cut_idx[k] = choice
+        info[k] = (feasible, message)
+        upper = choice
+
+    # Statistics of every band on the calibration split.
+    starts = [0] + [cut_idx[k] for k in range(1, k_bands)]
+    ends = starts[1:] + [values.size]
+    sum_p_at = np.bincount(inverse, weights=p, minlength=values.size)
+    fitted: list[FittedBand] = []
+    for k, (s, e) in enumerate(zip(starts, ends, strict=True)):
+        spec = band_set.bands[k]
+        n = int(count_at[s:e].sum())
+        conv = int(round(pos_at[s:e].sum()))
+        feasible, message = info.get(k, (True, None))
+        share = n / total
+        fitted.append(
+            FittedBand(
+                name=spec.name,
+                min_propensity=0.0 if k == 0 else float(values[s]),
+                target_kind=spec.target_kind,
+                target=None if spec.target is None else float(spec.target),
+                feasible=feasible,
+                message=message,
+                n=n,
+                conversions=conv,
+                rate=conv / n if n else None,
+                expected_rate=float(sum_p_at[s:e].sum() / n) if n else None,
+                share=share,
+                expected_per_week=None if leads_per_week is None else share * leads_per_week,
+            )
+        )
+    return FittedBands(
+        set_name=name,
+        bands=tuple(fitted),
+        min_band_size=min_size,
+        scoring_cadence_days=float(band_set.scoring_cadence_days),
+        leads_per_week=None if leads_per_week is None else float(leads_per_week),
+        conversion_rule=band_set.conversion_rule,
+    )
+
+
+def estimate_leads_per_week(created_at: ArrayLike, lead_ids: ArrayLike | None = None) -> float:
+    """Lead inflow per week: distinct leads / weeks spanned by their creation times.
+
+    The span counts whole days, first to last creation day inclusive. Pass `lead_ids`
+    when `created_at` has one row per snapshot rather than per lead.
+    """
+    created = pd.to_datetime(pd.Series(np.asarray(created_at)))
+    if created.empty or created.isna().any():
+        raise InputError("`created_at` must be non-empty and have no missing values")
+    if lead_ids is not None:
+        ids = np.asarray(lead_ids)
+        if ids.size != created.size:
+            raise InputError(f"`lead_ids` has {ids.size} values for {created.size} timestamps")
+        created = created.groupby(ids).min()
+    days = (created.max().normalize() - created.min().normalize()).days + 1
+    return float(created.size / (days / 7))
+
+
+# --------------------------------------------------------------------------- applying
+
+
+def apply_bands(p: ArrayLike, fitted: FittedBands) -> np.ndarray:
+    """Band name per calibrated probability; p equal to a cutoff goes to the higher band."""
+    arr = _check_p(p)
+    idx = np.searchsorted(fitted.cutoffs, arr, side="right")
+    return np.asarray(fitted.names)[idx]
+
+
+def band_table(p: ArrayLike, y: ArrayLike | None, fitted: FittedBands) -> list[dict[str, Any]]:
+    """Per band (lowest first): name, min_propensity, promised_conversion, n, conversions,
+    rate, ci_low, ci_high (Wilson 95 %), mean_propensity, share.
+
+    `promised_conversion` is the band's `min_conversion` target, else None. With `y=None`
+    (a scoring batch) conversions, rate and the interval are None.
+    """
+    arr = _check_p(p)
+    yy = None if y is None else _check_y(y, arr.size)
+    labels = apply_bands(arr, fitted)
+    rows: list[dict[str, Any]] = []
+    for band in fitted.bands:
+        mask = labels == band.name
+        n = int(mask.sum())
+        row: dict[str, Any] = {
+            "name": band.name,
+            "min_propensity": band.min_propensity,
+            "promised_conversion": band.target if band.target_kind == "min_conversion" else None,
+            "n": n,
+            "conversions": None,
+            "rate": None,
+            "ci_low": None,
+            "ci_high": None,
+            "mean_propensity": float(arr[mask].mean()) if n else None,
+            "share": n / arr.size if arr.size else 0.0,
+        }
+        if yy is not None:
+            conv = int(yy[mask].sum())
+            low, high = wilson_interval(conv, n)
+            row.update(
+                conversions=conv,
+                rate=conv / n if n else None,
+                ci_low=low if n else None,
+                ci_high=high if n else None,
+            )
+        rows.append(row)
+    return rows
+
+
+def score_1_99(p: ArrayLike) -> np.ndarray:
+    """The 1-99 score: roughly the chance in 100 that the lead converts within the horizon.
+
+    score = round(100 * p), halves rounded up, clipped to [1, 99]: a lead scored 20 converts
+    about 20 times in 100. It is the calibrated probability in whole percent; the clip says
+    no lead is ever certain either way.
+    """
+    arr = _check_p(p)
+    return np.clip(np.floor(100 * arr + 0.5 + 1e-9), 1, 99).astype(int)

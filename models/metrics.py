@@ -1,0 +1,305 @@
+"""Metrics for probability scores, and the curve data behind the evaluation plots.
+
+Every function takes `y` (0/1 outcomes) and `p` (scores, one per row) and returns plain
+floats or a new DataFrame. Probability metrics (log-loss, Brier, ECE) only make sense on
+probabilities: a scorer that is not one (e.g. the manual point rules) is first calibrated
+on the calibration split with `models.calibration.fit_calibrator(..., input_kind="score")`,
+exactly like the models, so that every scorer is evaluated the same way on the test split.
+
+Choices:
+- `ece` reported by `evaluate_scores` is the equal-width variant with 10 bins on [0, 1]
+  (`strategy="uniform"`); `strategy="quantile"` gives the adaptive, equal-mass variant.
+- `lift_at` / `capture_at` contact the top `k` share of rows, `ceil(k * n)` of them. Rows
+  tied with the last contacted score are credited with the tied group's average outcome,
+  so the result does not depend on row order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from sklearn import metrics as skm
+
+from models.settings import InputError, InsufficientDataError
+
+__all__ = [
+    "METRIC_KEYS",
+    "brier",
+    "calibration_frame",
+    "capture_at",
+    "ece",
+    "evaluate_scores",
+    "gains_frame",
+    "lift_at",
+    "log_loss",
+    "pr_auc",
+    "pr_curve_frame",
+    "roc_auc",
+    "roc_curve_frame",
+    "wilson_interval",
+]
+
+#: The metric keys of `evaluate_scores`, besides `base_rate`, `n` and `positives`.
+METRIC_KEYS: tuple[str, ...] = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "lift_at_10",
+    "capture_at_10",
+    "lift_at_20",
+    "capture_at_20",
+)
+
+BinStrategy = Literal["uniform", "quantile"]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _as_arrays(
+    y: ArrayLike, p: ArrayLike, *, probabilities: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    yy = np.asarray(y, dtype=float).ravel()
+    pp = np.asarray(p, dtype=float).ravel()
+    if yy.shape != pp.shape:
+        raise InputError(f"`y` and `p` must have the same length; got {yy.size} and {pp.size}")
+    if yy.size == 0:
+        raise InsufficientDataError("metrics need at least one row; got 0")
+    if np.isnan(yy).any() or not np.isin(yy, (0.0, 1.0)).all():
+        raise InputError("`y` must contain only 0 and 1")
+    if not np.isfinite(pp).all():
+        raise InputError(f"`p` must be finite; got {int((~np.isfinite(pp)).sum())} NaN/inf")
+    if probabilities and ((pp < 0).any() or (pp > 1).any()):
+        raise InputError(
+            f"`p` must be probabilities in [0, 1]; got range [{pp.min():g}, {pp.max():g}] "
+            "(calibrate non-probability scores first)"
+        )
+    return yy.astype(int), pp
+
+
+def _both_classes(y: np.ndarray, metric: str) -> None:
+    pos = int(y.sum())
+    if pos == 0 or pos == y.size:
+        raise InsufficientDataError(
+            f"{metric} needs both outcomes; got {pos} positives in {y.size} rows"
+        )
+
+
+# --------------------------------------------------------------------------- scalars
+
+
+def roc_auc(y: ArrayLike, p: ArrayLike) -> float:
+    """Area under the ROC curve (ties count one half)."""
+    yy, pp = _as_arrays(y, p)
+    _both_classes(yy, "roc_auc")
+    return float(skm.roc_auc_score(yy, pp))
+
+
+def pr_auc(y: ArrayLike, p: ArrayLike) -> float:
+    """Area under the precision-recall curve, as average precision (no interpolation)."""
+    yy, pp = _as_arrays(y, p)
+    _both_classes(yy, "pr_auc")
+    return float(skm.average_precision_score(yy, pp))
+
+
+def log_loss(y: ArrayLike, p: ArrayLike, eps: float = 1e-15) -> float:
+    """Mean negative log-likelihood; probabilities are clipped to [eps, 1 - eps]."""
+    yy, pp = _as_arrays(y, p, probabilities=True)
+    pp = np.clip(pp, eps, 1 - eps)
+    return float(-np.mean(yy * np.log(pp) + (1 - yy) * np.log1p(-pp)))
+
+
+def brier(y: ArrayLike, p: ArrayLike) -> float:
+    """Brier score: mean squared difference between probability and outcome."""
+    yy, pp = _as_arrays(y, p, probabilities=True)
+    return float(np.mean((pp - yy) ** 2))
+
+
+def _bin_index(p: np.ndarray, n_bins: int, strategy: BinStrategy) -> np.ndarray:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise InputError(f"`n_bins` must be an integer >= 1; got {n_bins!r}")
+    if strategy == "uniform":
+        # [0, 1/n), [1/n, 2/n), ..., [(n-1)/n, 1]
+        return np.minimum((p * n_bins).astype(int), n_bins - 1)
+    if strategy == "quantile":
+        # Equal-mass bins over the sorted scores (stable sort: deterministic for ties).
+        order = np.argsort(p, kind="stable")
+        idx = np.empty(p.size, dtype=int)
+        for b, chunk in enumerate(np.array_split(order, n_bins)):
+            idx[chunk] = b
+        return idx
+    raise InputError(f"`strategy` must be 'uniform' or 'quantile'; got {strategy!r}")
+
+
+def ece(y: ArrayLike, p: ArrayLike, n_bins: int = 10, strategy: BinStrategy = "uniform") -> float:
+    """Expected calibration error: sum over bins of |mean p - observed rate| * bin share.
+
+    `strategy="uniform"` (reported) uses equal-width bins on [0, 1]; `"quantile"` uses
+    equal-mass bins (adaptive ECE), steadier when scores crowd into a few bins.
+    """
+    yy, pp = _as_arrays(y, p, probabilities=True)
+    idx = _bin_index(pp, n_bins, strategy)
+    counts = np.bincount(idx, minlength=n_bins)
+    sum_p = np.bincount(idx, weights=pp, minlength=n_bins)
+    sum_y = np.bincount(idx, weights=yy, minlength=n_bins)
+    return float(np.abs(sum_p - sum_y).sum() / counts.sum())
+
+
+def _top_k(y: np.ndarray, p: np.ndarray, k: float) -> tuple[int, float]:
+    """(rows contacted, expected conversions among them) for the top k share by score."""
+    if isinstance(k, bool) or not isinstance(k, int | float) or not 0 < k <= 1:
+        raise InputError(f"`k` must be in (0, 1]; got {k!r}")
+    n = p.size
+    n_top = min(n, max(1, math.ceil(k * n - 1e-9)))
+    threshold = np.sort(p)[::-1][n_top - 1]
+    above = p > threshold
+    tied = p == threshold
+    need = n_top - int(above.sum())
+    captured = float(y[above].sum()) + need * float(y[tied].mean())
+    return n_top, captured
+
+
+def lift_at(y: ArrayLike, p: ArrayLike, k: float = 0.1) -> float:
+    """Conversion rate among the top `k` share of rows divided by the overall rate."""
+    yy, pp = _as_arrays(y, p)
+    _both_classes(yy, "lift_at")
+    n_top, captured = _top_k(yy, pp, k)
+    return float((captured / n_top) / yy.mean())
+
+
+def capture_at(y: ArrayLike, p: ArrayLike, k: float = 0.1) -> float:
+    """Share of all conversions found in the top `k` share of rows."""
+    yy, pp = _as_arrays(y, p)
+    _both_classes(yy, "capture_at")
+    _, captured = _top_k(yy, pp, k)
+    return float(captured / yy.sum())
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial rate; (0, 1) when n == 0."""
+    for name, v in (("successes", successes), ("n", n)):
+        if isinstance(v, bool) or not float(v).is_integer() or v < 0:
+            raise InputError(f"`{name}` must be a non-negative integer; got {v!r}")
+    if successes > n:
+        raise InputError(f"`successes` must be <= `n`; got {successes} > {n}")
+    if not z > 0:
+        raise InputError(f"`z` must be > 0; got {z!r}")
+    if n == 0:
+        return 0.0, 1.0
+    phat = successes / n
+    denom = 1 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def evaluate_scores(y: ArrayLike, p: ArrayLike) -> dict[str, float | int]:
+    """All headline metrics of calibrated probabilities `p` against outcomes `y`.
+
+    Keys: roc_auc, pr_auc, log_loss, brier, ece (equal-width, 10 bins), lift_at_10,
+    capture_at_10, lift_at_20, capture_at_20, base_rate, n, positives.
+    """
+    yy, pp = _as_arrays(y, p, probabilities=True)
+    _both_classes(yy, "evaluate_scores")
+    out: dict[str, float | int] = {
+        "roc_auc": roc_auc(yy, pp),
+        "pr_auc": pr_auc(yy, pp),
+        "log_loss": log_loss(yy, pp),
+        "brier": brier(yy, pp),
+        "ece": ece(yy, pp),
+    }
+    for k in (10, 20):
+        out[f"lift_at_{k}"] = lift_at(yy, pp, k / 100)
+        out[f"capture_at_{k}"] = capture_at(yy, pp, k / 100)
+    out["base_rate"] = float(yy.mean())
+    out["n"] = int(yy.size)
+    out["positives"] = int(yy.sum())
+    return out
+
+
+# --------------------------------------------------------------------------- curves
+
+
+def roc_curve_frame(y: ArrayLike, p: ArrayLike) -> pd.DataFrame:
+    """ROC curve points. Columns: fpr, tpr, threshold (the first point predicts nothing)."""
+    yy, pp = _as_arrays(y, p)
+    _both_classes(yy, "roc_curve_frame")
+    fpr, tpr, thr = skm.roc_curve(yy, pp)
+    thr = np.where(np.isinf(thr), np.nextafter(pp.max(), np.inf), thr)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": thr})
+
+
+def pr_curve_frame(y: ArrayLike, p: ArrayLike) -> pd.DataFrame:
+    """Precision-recall points by decreasing recall. Columns: precision, recall, threshold.
+
+    The last point (recall 0, precision 1) has no threshold of its own; it gets the one
+    just above the highest score.
+    """
+    yy, pp = _as_arrays(y, p)
+    _both_classes(yy, "pr_curve_frame")
+    precision, recall, thr = skm.precision_recall_curve(yy, pp)
+    thr = np.append(thr, np.nextafter(pp.max(), np.inf))
+    return pd.DataFrame({"precision": precision, "recall": recall, "threshold": thr})
+
+
+def calibration_frame(
+    y: ArrayLike, p: ArrayLike, n_bins: int = 10, strategy: BinStrategy = "uniform"
+) -> pd.DataFrame:
+    """Reliability-diagram data, one row per non-empty bin.
+
+    Columns: bin, bin_low, bin_high, mean_predicted, observed_rate, count, positives,
+    ci_low, ci_high (Wilson 95 % interval of the observed rate).
+    """
+    yy, pp = _as_arrays(y, p, probabilities=True)
+    idx = _bin_index(pp, n_bins, strategy)
+    rows = []
+    for b in np.unique(idx):
+        mask = idx == b
+        count = int(mask.sum())
+        positives = int(yy[mask].sum())
+        if strategy == "uniform":
+            low, high = b / n_bins, (b + 1) / n_bins
+        else:
+            low, high = float(pp[mask].min()), float(pp[mask].max())
+        ci_low, ci_high = wilson_interval(positives, count)
+        rows.append(
+            {
+                "bin": int(b),
+                "bin_low": float(low),
+                "bin_high": float(high),
+                "mean_predicted": float(pp[mask].mean()),
+                "observed_rate": positives / count,
+                "count": count,
+                "positives": positives,
+                "ci_low": ci_low,
+                "ci_high": ci_high,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def gains_frame(y: ArrayLike, p: ArrayLike, n_points: int = 100) -> pd.DataFrame:
+    """Cumulative gains and lift at `n_points` evenly spaced contact shares.
+
+    Columns: share_contacted (1/n_points ... 1), share_captured (share of all conversions
+    in the contacted leads), lift (conversion rate of the contacted over the base rate).
+    """
+    yy, pp = _as_arrays(y, p)
+    _both_classes(yy, "gains_frame")
+    if isinstance(n_points, bool) or not isinstance(n_points, int) or n_points < 1:
+        raise InputError(f"`n_points` must be an integer >= 1; got {n_points!r}")
+    shares = np.arange(1, n_points + 1) / n_points
+    captured = []
+    lifts = []
+    base = yy.mean()
+    for k in shares:
+        n_top, got = _top_k(yy, pp, float(k))
+        captured.append(got / yy.sum())
+        lifts.append((got / n_top) / base)
+    return pd.DataFrame({"share_contacted": shares, "share_captured": captured, "lift": lifts})

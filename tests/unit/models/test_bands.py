@@ -1,0 +1,185 @@
+"""Band cutoffs from business targets: golden cutoffs, fallbacks, JSON, the 1-99 score."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from models.bands import (
+    FittedBands,
+    apply_bands,
+    band_table,
+    estimate_leads_per_week,
+    fit_bands,
+    score_1_99,
+)
+from models.settings import BandSet, BandSpec, InsufficientDataError, SettingsError
+
+# Five probability levels, four leads each; conversions per level 1, 1, 2, 3, 4.
+P5 = np.repeat([0.1, 0.3, 0.5, 0.7, 0.9], 4)
+Y5 = np.array([0, 0, 0, 1] + [1, 0, 0, 0] + [1, 1, 0, 0] + [1, 1, 1, 0] + [1, 1, 1, 1])
+
+
+def temperature(warm: float = 0.4, hot: float = 0.8, min_size: int = 4, rule: str = "band"):
+    return BandSet(
+        name="temperature",
+        policy="conversion",
+        bands=(
+            BandSpec("cold"),
+            BandSpec("warm", "min_conversion", warm),
+            BandSpec("hot", "min_conversion", hot),
+        ),
+        min_band_size=min_size,
+        conversion_rule=rule,
+    )
+
+
+def test_conversion_policy_golden_cutoffs():
+    fitted = fit_bands(P5, Y5, temperature())
+    # hot: p >= 0.5 converts 9/12 = 75 % < 80 %; p >= 0.7 converts 7/8 -> cutoff 0.7.
+    # warm: [0.3, 0.7) converts 3/8 < 40 %; [0.5, 0.7) converts 2/4 -> cutoff 0.5.
+    assert fitted.cutoffs.tolist() == [0.5, 0.7]
+    assert fitted.feasible and fitted.messages == []
+    assert [(b.n, b.conversions) for b in fitted.bands] == [(8, 2), (4, 2), (8, 7)]
+    assert fitted.bands[2].expected_rate == pytest.approx(0.8)
+
+
+def test_infeasible_conversion_target_falls_back_and_says_so():
+    fitted = fit_bands(P5, Y5, temperature(min_size=5))
+    # warm can no longer be [0.5, 0.7) (4 leads < 5); best band of >= 5 leads is [0.3, 0.7).
+    assert fitted.cutoffs.tolist() == [0.3, 0.7]
+    assert not fitted.feasible
+    warm = fitted.bands[1]
+    assert not warm.feasible and warm.rate == pytest.approx(3 / 8)
+    assert (
+        "no cutoff gives >= 40.0% observed conversion with >= 5 calibration leads" in warm.message
+    )
+    assert "best achievable 37.5% (n=8) at p >= 0.3" in warm.message
+    assert fitted.bands[2].feasible
+
+
+def test_marginal_rule_keeps_weak_leads_out_of_the_band():
+    p = np.repeat([0.02, 0.1, 0.3, 0.6], 10)
+    y = np.array([0] * 10 + [1] + [0] * 9 + [1] * 4 + [0] * 6 + [1] * 6 + [0] * 4)
+    band_rule = fit_bands(p, y, temperature(warm=0.25, hot=0.55, min_size=5))
+    marginal = fit_bands(p, y, temperature(warm=0.25, hot=0.55, min_size=5, rule="marginal"))
+    # [0.1, 0.6) converts 5/20 = 25 %: the band rule accepts the 10 % leads, marginal does not.
+    assert band_rule.cutoffs.tolist() == [0.1, 0.6]
+    assert marginal.cutoffs.tolist() == [0.3, 0.6]
+    assert marginal.to_dict()["conversion_rule"] == "marginal"
+
+
+P100 = np.arange(1, 101) / 100  # 0.01 ... 1.00
+Y100 = (np.arange(100) % 3 == 0).astype(int)
+
+
+def test_share_policy_quantile_cutoffs():
+    bs = BandSet(
+        "temperature",
+        "share",
+        (BandSpec("cold"), BandSpec("warm", "top_share", 0.25), BandSpec("hot", "top_share", 0.10)),
+    )
+    fitted = fit_bands(P100, Y100, bs)
+    assert fitted.cutoffs.tolist() == [0.66, 0.91]
+    assert [b.n for b in fitted.bands] == [65, 25, 10]
+    assert fitted.feasible
+
+
+def lifecycle(capacity: float) -> BandSet:
+    return BandSet(
+        "lifecycle",
+        "capacity",
+        (
+            BandSpec("lead"),
+            BandSpec("MQL", "min_conversion", 0.3),
+            BandSpec("SQL", "capacity_per_week", capacity),
+        ),
+        min_band_size=5,
+    )
+
+
+def test_capacity_policy_mixed_with_conversion():
+    fitted = fit_bands(P100, Y100, lifecycle(150), leads_per_week=1000)
+    sql = fitted.bands[2]
+    assert sql.n == 15 and fitted.cutoffs[1] == 0.86
+    assert sql.expected_per_week == pytest.approx(150)
+    mql = fitted.bands[1]  # smallest cutoff below 0.86 whose band converts >= 30 %
+    assert mql.rate >= 0.3 and mql.feasible
+    with pytest.raises(SettingsError, match="pass `leads_per_week`"):
+        fit_bands(P100, Y100, lifecycle(150))
+
+
+def test_capacity_above_inflow_is_flagged():
+    fitted = fit_bands(P100, Y100, lifecycle(2000), leads_per_week=1000)
+    sql = fitted.bands[2]
+    assert not sql.feasible and "asks for 200.0 of 100 calibration leads" in sql.message
+    assert fitted.cutoffs[0] < fitted.cutoffs[1]
+
+
+def test_share_blocked_by_ties_is_flagged():
+    p = np.r_[np.linspace(0.01, 0.5, 70), np.full(30, 0.9)]
+    bs = BandSet("t", "share", (BandSpec("low"), BandSpec("top", "top_share", 0.1)))
+    fitted = fit_bands(p, np.zeros(100), bs)
+    assert fitted.bands[1].n == 30 and not fitted.feasible
+
+
+def test_too_few_distinct_probabilities():
+    with pytest.raises(InsufficientDataError, match="only 2 distinct probabilities"):
+        fit_bands([0.1, 0.1, 0.5, 0.5], [0, 1, 1, 1], temperature(min_size=1))
+
+
+def test_cutoffs_must_increase_also_when_loaded():
+    fitted = fit_bands(P5, Y5, temperature())
+    data = json.loads(json.dumps(fitted.to_dict()))
+    assert FittedBands.from_dict(data) == fitted
+    data["bands"][1]["min_propensity"] = 0.8  # warm above hot
+    with pytest.raises(SettingsError, match="strictly increasing; got \\[0.8, 0.7\\]"):
+        FittedBands.from_dict(data)
+
+
+def test_apply_bands_boundaries_go_up():
+    fitted = fit_bands(P5, Y5, temperature())
+    p = np.array([0.0, np.nextafter(0.5, 0), 0.5, np.nextafter(0.7, 0), 0.7, 1.0])
+    assert apply_bands(p, fitted).tolist() == ["cold", "cold", "warm", "warm", "hot", "hot"]
+    with pytest.raises(ValueError, match="finite"):
+        apply_bands([np.nan], fitted)
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=50))
+def test_apply_bands_is_monotone(ps):
+    fitted = fit_bands(P5, Y5, temperature())
+    order = {name: i for i, name in enumerate(fitted.names)}
+    ranks = [order[b] for b in apply_bands(sorted(ps), fitted)]
+    assert ranks == sorted(ranks)
+
+
+def test_band_table_golden():
+    fitted = fit_bands(P5, Y5, temperature())
+    rows = band_table(P5, Y5, fitted)
+    assert [r["name"] for r in rows] == ["cold", "warm", "hot"]
+    warm = rows[1]
+    assert warm["min_propensity"] == 0.5 and warm["promised_conversion"] == 0.4
+    assert (warm["n"], warm["conversions"], warm["rate"]) == (4, 2, 0.5)
+    assert (round(warm["ci_low"], 4), round(warm["ci_high"], 4)) == (0.15, 0.85)
+    assert rows[0]["promised_conversion"] is None and rows[0]["min_propensity"] == 0.0
+    unlabeled = band_table(P5, None, fitted)
+    assert unlabeled[2]["n"] == 8 and unlabeled[2]["rate"] is None
+
+
+def test_score_1_99():
+    p = [0.0, 0.004, 0.005, 0.125, 0.2, 0.5, 0.994, 0.995, 1.0]
+    assert score_1_99(p).tolist() == [1, 1, 1, 13, 20, 50, 99, 99, 99]
+    with pytest.raises(ValueError, match="finite"):
+        score_1_99([np.nan])
+
+
+def test_estimate_leads_per_week():
+    created = pd.date_range("2025-01-01", periods=14, freq="D").repeat(10)  # 140 leads, 2 weeks
+    assert estimate_leads_per_week(created) == pytest.approx(70.0)
+    ids = np.arange(140).repeat(2)  # two snapshots per lead
+    assert estimate_leads_per_week(created.repeat(2), ids) == pytest.approx(70.0)

@@ -1,0 +1,120 @@
+"""Golden values for the metrics and the curve frames."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from models import metrics as m
+from models.settings import InputError, InsufficientDataError
+
+# A hand-made ranking: 10 leads, 3 conversions (base rate 0.3).
+P = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05])
+Y = np.array([1, 0, 1, 0, 0, 0, 1, 0, 0, 0])
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "expected"),
+    [
+        (5, 10, (0.2366, 0.7634)),
+        (0, 10, (0.0, 0.2775)),
+        (10, 10, (0.7225, 1.0)),
+        (1, 100, (0.0018, 0.0545)),
+    ],
+)
+def test_wilson_golden(successes, n, expected):
+    low, high = m.wilson_interval(successes, n)
+    assert (round(low, 4), round(high, 4)) == expected
+
+
+def test_wilson_edge_cases():
+    assert m.wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(InputError, match="`successes` must be <= `n`; got 3 > 2"):
+        m.wilson_interval(3, 2)
+
+
+def test_lift_and_capture_on_hand_ranking():
+    assert m.lift_at(Y, P, 0.1) == pytest.approx(1 / 0.3)
+    assert m.capture_at(Y, P, 0.1) == pytest.approx(1 / 3)
+    assert m.lift_at(Y, P, 0.2) == pytest.approx(0.5 / 0.3)
+    assert m.capture_at(Y, P, 0.3) == pytest.approx(2 / 3)
+    assert m.capture_at(Y, P, 1.0) == pytest.approx(1.0)
+    assert m.lift_at(Y, P, 1.0) == pytest.approx(1.0)
+
+
+def test_ties_get_the_tied_groups_average_and_ignore_row_order():
+    p = np.array([0.5, 0.5, 0.5, 0.5, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+    # Top 10 % = 1 lead out of a 4-way tie converting at 1/2.
+    assert m.capture_at(y, p, 0.1) == pytest.approx(0.25)
+    assert m.lift_at(y, p, 0.1) == pytest.approx(0.5 / 0.2)
+    order = np.random.default_rng(3).permutation(10)
+    assert m.capture_at(y[order], p[order], 0.1) == pytest.approx(0.25)
+
+
+def test_ece_golden_and_variants():
+    p = np.array([0.1, 0.1, 0.9, 0.9])
+    y = np.array([0, 1, 1, 1])
+    # bin [0.1, 0.2): |0.1 - 0.5| * 2/4 ; bin [0.9, 1]: |0.9 - 1| * 2/4
+    assert m.ece(y, p) == pytest.approx(0.25)
+    assert m.ece(y, p, n_bins=2, strategy="quantile") == pytest.approx(0.25)
+    assert m.ece(y, p, n_bins=1) == pytest.approx(abs(0.5 - 0.75))
+    with pytest.raises(InputError, match="strategy"):
+        m.ece(y, p, strategy="kde")
+
+
+def test_ece_of_perfectly_calibrated_sample_is_near_zero():
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=200_000)
+    y = rng.binomial(1, p)
+    assert m.ece(y, p) < 0.005
+    assert m.ece(y, p, strategy="quantile") < 0.005
+    assert m.ece(y, np.clip(p + 0.1, 0, 1)) > 0.08
+
+
+def test_scalar_metrics_match_definitions():
+    p = np.array([0.2, 0.7, 0.4, 0.9])
+    y = np.array([0, 1, 0, 1])
+    assert m.brier(y, p) == pytest.approx((0.04 + 0.09 + 0.16 + 0.01) / 4)
+    expected_ll = -np.mean(np.log([0.8, 0.7, 0.6, 0.9]))
+    assert m.log_loss(y, p) == pytest.approx(expected_ll)
+    assert m.roc_auc(y, p) == 1.0
+    assert m.pr_auc(Y, P) == pytest.approx(skm.average_precision_score(Y, P))
+    with pytest.raises(InsufficientDataError, match="needs both outcomes"):
+        m.roc_auc([0, 0], [0.1, 0.2])
+    with pytest.raises(InputError, match="probabilities in"):
+        m.log_loss([0, 1], [0.5, 3.0])
+
+
+def test_evaluate_scores_keys_and_values():
+    out = m.evaluate_scores(Y, P)
+    assert set(out) == set(m.METRIC_KEYS) | {"base_rate", "n", "positives"}
+    assert out["n"] == 10 and out["positives"] == 3 and out["base_rate"] == pytest.approx(0.3)
+    assert out["lift_at_10"] == pytest.approx(1 / 0.3)
+    assert out["capture_at_20"] == pytest.approx(1 / 3)
+    assert out["roc_auc"] == pytest.approx(skm.roc_auc_score(Y, P))
+
+
+def test_curve_frames():
+    roc = m.roc_curve_frame(Y, P)
+    assert list(roc.columns) == ["fpr", "tpr", "threshold"]
+    assert np.isfinite(roc["threshold"]).all()
+    assert roc.iloc[0][["fpr", "tpr"]].tolist() == [0.0, 0.0]
+    assert roc.iloc[-1][["fpr", "tpr"]].tolist() == [1.0, 1.0]
+    pr = m.pr_curve_frame(Y, P)
+    assert list(pr.columns) == ["precision", "recall", "threshold"]
+    assert np.isfinite(pr["threshold"]).all()
+
+    cal = m.calibration_frame(Y, P)
+    assert cal["count"].sum() == 10 and cal["positives"].sum() == 3
+    row = cal.set_index("bin").loc[9]
+    assert row["count"] == 1 and row["observed_rate"] == 1.0 and row["mean_predicted"] == 0.9
+    assert (cal["ci_low"] <= cal["observed_rate"]).all()
+
+    gains = m.gains_frame(Y, P, n_points=10)
+    assert list(gains.columns) == ["share_contacted", "share_captured", "lift"]
+    assert gains["share_captured"].tolist() == pytest.approx(
+        [1 / 3, 1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 1, 1, 1, 1]
+    )
+    assert gains["lift"].iloc[-1] == pytest.approx(1.0)

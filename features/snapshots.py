@@ -1,0 +1,179 @@
+"""Point-in-time snapshots (the spine) and labels.
+
+A training example is a (lead, as_of) pair at `as_of = created_at + age days` for each age
+in `SnapshotSettings.ages_days`. Its label is 1 when the lead converted within the horizon
+after as_of: `as_of < converted_at <= as_of + horizon_days`.
+
+Snapshots that are not examples, with the status `snapshot_report` counts them under:
+
+- `already_converted`: converted_at <= as_of (the boundary converted_at == as_of included);
+- `lost`: lost_at <= as_of (only when the leads table has `lost_at`);
+- `censored`: as_of + horizon > data_end: the data cannot tell yet whether the lead
+  converts within the horizon, so the snapshot is left out rather than called negative;
+- `converted_without_date`: converted == 1 but converted_at is missing. Every snapshot of
+  such a lead is dropped: its label could be 0 or 1 and "already converted" is just as
+  possible, so any choice would invent a label. The count shows how many leads this costs;
+- `no_created_at`: created_at is missing, so the lead has no age.
+
+A lead counts as converted when `converted == 1` (or, without a `converted` column, when
+converted_at is set); a converted_at on a lead with converted == 0 is ignored.
+Scoring uses the same rules with one as_of for every lead and no label (`scoring_spine`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.behaviour import as_datetime_us
+from features.settings import SnapshotSettings
+
+SPINE_COLUMNS = ("lead_id", "as_of", "age_days", "created_at", "label")
+NOT_OPEN_REASONS = ("converted", "lost", "not yet created", "no created_at")
+
+
+def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {missing}")
+
+
+def _outcome(leads: pd.DataFrame) -> tuple[np.ndarray, pd.Series, pd.Series]:
+    """(converted flag, converted_at or NaT, lost_at or NaT) as aligned arrays/Series."""
+    n = len(leads)
+    conv_at = (as_datetime_us(leads["converted_at"]).reset_index(drop=True)
+               if "converted_at" in leads.columns
+               else pd.Series(pd.NaT, index=range(n), dtype="datetime64[us]"))
+    if "converted" in leads.columns:
+        flag = pd.to_numeric(leads["converted"], errors="coerce").fillna(0).to_numpy() == 1
+    else:
+        flag = conv_at.notna().to_numpy()
+    conv_at = conv_at.where(pd.Series(flag))
+    lost_at = (as_datetime_us(leads["lost_at"]).reset_index(drop=True)
+               if "lost_at" in leads.columns
+               else pd.Series(pd.NaT, index=range(n), dtype="datetime64[us]"))
+    return flag, conv_at, lost_at
+
+
+def _candidates(
+    leads: pd.DataFrame, settings: SnapshotSettings, data_end: pd.Timestamp
+) -> pd.DataFrame:
+    """Every (lead, age) candidate with its `status` ('example' or a reason) and label."""
+    _require(leads, ("lead_id", "created_at"), "leads")
+    created = as_datetime_us(leads["created_at"]).reset_index(drop=True)
+    flag, conv_at, lost_at = _outcome(leads)
+    end = pd.Timestamp(data_end)
+    horizon = pd.Timedelta(days=settings.horizon_days)
+    lead_id = leads["lead_id"].reset_index(drop=True)
+    parts = []
+    for age in settings.ages_days:
+        as_of = created + pd.Timedelta(days=age)
+        status = np.full(len(leads), "example", dtype=object)
+        status[(as_of + horizon > end).to_numpy()] = "censored"
+        status[(lost_at <= as_of).to_numpy()] = "lost"
+        status[(conv_at <= as_of).to_numpy()] = "already_converted"
+        status[flag & conv_at.isna().to_numpy()] = "converted_without_date"
+        status[created.isna().to_numpy()] = "no_created_at"
+        label = ((conv_at > as_of) & (conv_at <= as_of + horizon)).to_numpy().astype(np.int8)
+        parts.append(pd.DataFrame({
+            "lead_id": lead_id, "as_of": as_of, "age_days": np.int32(age),
+            "created_at": created, "label": label, "status": status,
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def training_spine(
+    leads: pd.DataFrame, settings: SnapshotSettings, data_end: pd.Timestamp
+) -> pd.DataFrame:
+    """Training examples: columns `lead_id`, `as_of`, `age_days`, `created_at`, `label`
+    (0/1 int8), one row per (lead, age) that is an example, sorted by lead_id then as_of.
+
+    `attrs["dropped"]` holds the counts of left-out snapshots by reason
+    (see `snapshot_report`).
+    """
+    cand = _candidates(leads, settings, data_end)
+    keep = cand["status"].to_numpy() == "example"
+    spine = cand.loc[keep, list(SPINE_COLUMNS)]
+    spine = spine.sort_values(["lead_id", "as_of"], kind="stable").reset_index(drop=True)
+    spine.attrs["dropped"] = _counts(cand)
+    return spine
+
+
+def _counts(cand: pd.DataFrame) -> dict[str, int]:
+    counts = cand["status"].value_counts()
+    return {k: int(counts.get(k, 0)) for k in (
+        "censored", "already_converted", "lost", "converted_without_date", "no_created_at")}
+
+
+def snapshot_report(
+    leads: pd.DataFrame, settings: SnapshotSettings, data_end: pd.Timestamp
+) -> dict:
+    """JSON-able counts: candidate snapshots, examples, positives, and drops by reason
+    (plus leads converted without a date)."""
+    cand = _candidates(leads, settings, data_end)
+    ex = cand[cand["status"] == "example"]
+    flag, conv_at, _ = _outcome(leads)
+    return {
+        "candidates": int(len(cand)),
+        "examples": int(len(ex)),
+        "positives": int(ex["label"].sum()),
+        "dropped": _counts(cand),
+        "leads_converted_without_date": int((flag & conv_at.isna().to_numpy()).sum()),
+        "data_end": pd.Timestamp(data_end).isoformat(),
+        "by_age": {
+            int(age): {"examples": int(len(g)), "positives": int(g["label"].sum())}
+            for age, g in ex.groupby("age_days")
+        },
+    }
+
+
+def scoring_spine(
+    leads: pd.DataFrame, as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(open, not_open) at one scoring moment.
+
+    open: `lead_id`, `as_of`, `created_at` for leads created at or before as_of and
+    neither converted nor lost by then (input order). not_open: `lead_id`, `reason` — one of
+    'converted' (converted_at <= as_of, or converted without a date), 'lost'
+    (lost_at <= as_of), 'not yet created' (created_at > as_of), 'no created_at'.
+    Every input lead is in exactly one of the two frames.
+    """
+    _require(leads, ("lead_id", "created_at"), "leads")
+    at = pd.Timestamp(as_of)
+    if at.tzinfo is not None:
+        at = at.tz_convert("UTC").tz_localize(None)
+    created = as_datetime_us(leads["created_at"]).reset_index(drop=True)
+    flag, conv_at, lost_at = _outcome(leads)
+    reason = np.full(len(leads), None, dtype=object)
+    reason[created.isna().to_numpy()] = "no created_at"
+    reason[(created > at).to_numpy()] = "not yet created"
+    reason[(lost_at <= at).to_numpy() & (reason == None)] = "lost"  # noqa: E711
+    converted = (conv_at <= at).to_numpy() | (flag & conv_at.isna().to_numpy())
+    reason[converted & (created <= at).to_numpy()] = "converted"
+    lead_id = leads["lead_id"].reset_index(drop=True)
+    is_open = pd.isna(reason)
+    open_ = pd.DataFrame({
+        "lead_id": lead_id[is_open].reset_index(drop=True),
+        "as_of": pd.Series(at, index=range(int(is_open.sum()))).astype("datetime64[us]"),
+        "created_at": created[is_open].reset_index(drop=True),
+    })
+    not_open = pd.DataFrame({
+        "lead_id": lead_id[~is_open].reset_index(drop=True),
+        "reason": pd.Series(reason[~is_open], dtype="str"),
+    })
+    return open_, not_open
+
+
+def data_end(leads: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.Timestamp:
+    """The last moment the data knows about: the latest of created_at, converted_at,
+    lost_at and event timestamps (NaT-safe; raises when there is no date at all)."""
+    stamps = []
+    for col in ("created_at", "converted_at", "lost_at"):
+        if col in leads.columns:
+            stamps.append(as_datetime_us(leads[col]).max())
+    if events is not None and "timestamp" in events.columns and len(events):
+        stamps.append(as_datetime_us(events["timestamp"]).max())
+    stamps = [s for s in stamps if not pd.isna(s)]
+    if not stamps:
+        raise ValueError("data_end: the leads and events hold no dates")
+    return pd.Timestamp(max(stamps))

@@ -91,6 +91,70 @@ def ingest(
     console.print(_guard(stage.from_params, p, leads=leads, events=events))
 
 
+def _stage(module: str, help_text: str) -> None:
+    """Register `leadprop <module>`: read params, call pipeline.stages.<module>.from_params."""
+
+    def command(params: ParamsOpt = Path("params.yaml")) -> None:
+        import importlib
+
+        stage = importlib.import_module(f"pipeline.stages.{module}")
+        p = _params(params)
+        console.print(_guard(stage.from_params, p))
+
+    command.__doc__ = help_text
+    app.command(name=module)(command)
+
+
+_stage("features", "Build point-in-time training snapshots, their features and the leakage audit.")
+_stage("train", "Fit LightGBM, logistic regression and the rules baseline; calibrate; fit bands.")
+_stage("evaluate", "Test-split metrics for every scorer, bands.json, plots and the HTML report.")
+_stage("register", "Log the model to the MLflow registry as challenger; promote it if it beats the champion.")
+
+
+@app.command()
+def score(
+    params: ParamsOpt = Path("params.yaml"),
+    leads: Annotated[Path | None, typer.Option("--leads", help="A leads export (CSV or Parquet, the canonical contract; `converted` may be missing). Without it: paths.interim/leads.parquet from `ingest`.")] = None,
+    events: Annotated[Path | None, typer.Option("--events", help="The events export to go with --leads [default without --leads: paths.interim/events.parquet].")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Score the leads open at this moment (UTC), YYYY-MM-DD[ HH:MM:SS] [default: now with --leads; else score.as_of, or the end of the data].")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="MLflow model URI: models:/name@alias, models:/name/3, runs:/<id>/model or a folder [default: score.model].")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output path: writes PATH.parquet and PATH.csv (or only one if PATH ends in .parquet/.csv) and PATH.rejects.csv [default: paths.scored/scored_leads].")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Also append the batch to a SQL table at this SQLAlchemy URL, e.g. sqlite:///scores.db or postgresql+psycopg://user@host/db.")] = None,
+    table: Annotated[str | None, typer.Option("--table", help="SQL table name for --db (letters, digits, _) [default: scored_leads].")] = None,
+    scored_at: Annotated[str | None, typer.Option("--scored-at", help="The batch's scored_at stamp [default: now]; everything else is determined by the inputs.")] = None,
+    chunk_size: Annotated[int | None, typer.Option("--chunk-size", min=1, help="Leads scored per chunk (bounds memory) [default: 100000].")] = None,
+) -> None:
+    """Score the open leads as of a moment: scored table (Parquet, Excel-safe CSV, SQL), rejects, and an MLflow run."""
+    from pipeline.stages import score as stage
+
+    p = _params(params)
+    summary = _guard(stage.from_params, p, leads=leads, events=events, as_of=as_of, model=model,
+                     out=out, db=db, table=table, scored_at=scored_at, chunk_size=chunk_size)
+    console.print(stage.counts_table(summary))
+
+
+@app.command()
+def outputs(params: ParamsOpt = Path("params.yaml")) -> None:
+    """Print where the pipeline's outputs are."""
+    p = _params(params)
+    reports = Path(p.paths.reports)
+    rows = [
+        ("scored lead table", Path(p.paths.scored) / "scored_leads.csv"),
+        ("scored lead table (parquet)", Path(p.paths.scored) / "scored_leads.parquet"),
+        ("metrics (dvc metrics show)", reports / "metrics.json"),
+        ("bands", reports / "bands.json"),
+        ("model report", reports / "model_report.html"),
+        ("leakage audit", reports / "leakage_audit.json"),
+        ("data quality", reports / "data_quality.json"),
+        ("rules comparison", reports / "rules_comparison.csv"),
+    ]
+    console.print("[bold]leadprop outputs[/]")
+    for label, path in rows:
+        mark = "[green]✓[/]" if path.exists() else "[yellow]–[/]"
+        console.print(f"  {mark} {label}: {path}")
+    console.print("  MLflow UI: [bold]make ui[/]  (or .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db)")
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m pipeline.cli`
     app()
 

@@ -33,11 +33,12 @@ def mlflow():  # noqa: ANN201 - the module itself
 def configure() -> str:
     """Point MLflow at the configured store and return its URI."""
     uri = os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     ml = mlflow()
     ml.set_tracking_uri(uri)
     ml.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
     for name in ("mlflow", "alembic", "urllib3"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.ERROR)
     return uri
 
 

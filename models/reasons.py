@@ -1,0 +1,148 @@
+"""Reason codes: turn a lead's largest per-feature contributions into words a salesperson
+understands ("viewed the pricing page 4 times in the last 30 days", "free-mail address").
+
+Contributions come from the model itself (LightGBM `pred_contrib`, in log-odds); this module
+only picks the top ones and phrases them. Feature names follow `features/` conventions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+EVENT_PHRASES = {
+    "site_visit": ("visited the site", "visits"),
+    "blog_read": ("read a blog article", "blog reads"),
+    "case_study_view": ("viewed a case study", "case-study views"),
+    "lead_magnet_download": ("downloaded a lead magnet", "lead-magnet downloads"),
+    "newsletter_signup": ("subscribed to the newsletter", "newsletter sign-ups"),
+    "webinar_registration": ("registered for a webinar", "webinar registrations"),
+    "webinar_attended": ("attended a webinar", "webinars attended"),
+    "retargeting_click": ("came back from a retargeting ad", "retargeting clicks"),
+    "pricing_view": ("viewed the pricing page", "pricing-page views"),
+    "price_list_download": ("downloaded the price list", "price-list downloads"),
+    "demo_request": ("requested a demo", "demo requests"),
+    "quote_request": ("requested a quote", "quote requests"),
+    "consultation_request": ("asked for a consultation", "consultation requests"),
+    "chat_started": ("started a chat", "chats"),
+    "email_sent": ("was sent a marketing email", "emails sent"),
+    "email_open": ("opened a marketing email", "email opens"),
+    "email_click": ("clicked a marketing email", "email clicks"),
+    "unsubscribe": ("unsubscribed from emails", "unsubscribes"),
+    "careers_view": ("looked at the careers page", "careers-page views"),
+}
+GROUP_PHRASES = {
+    "research": "research actions", "pricing": "pricing actions",
+    "ready_to_buy": "ready-to-buy actions (demo, quote, consultation, chat)",
+    "email": "email interactions", "negative": "negative signals (unsubscribe, careers page)",
+}
+FIT_LABELS = {
+    "fit_seniority": "seniority", "fit_function": "job function",
+    "fit_company_size_bucket": "company size", "fit_industry": "industry",
+    "fit_country": "country", "fit_region": "region", "fit_source": "lead source",
+    "fit_budget": "stated budget", "fit_need": "stated need", "fit_timeframe": "purchase timeframe",
+    "fit_email_local_kind": "email address shape",
+}
+DOMAIN_PHRASES = {
+    "free_mail": "free-mail address", "corporate": "corporate email address",
+    "disposable": "disposable email address", "invalid": "invalid email address",
+    "unknown": "no email address",
+}
+_WINDOW = re.compile(r"^(?P<stem>.+)_(?P<w>\d+d|all)$")
+
+
+def _window_words(w: str) -> str:
+    return "so far" if w == "all" else f"in the last {int(w[:-1])} days"
+
+
+def _times(n: float) -> str:
+    n = int(round(n))
+    return "once" if n == 1 else f"{n} times"
+
+
+def describe(feature: str, value: object) -> str:
+    """One feature value in plain words."""
+    missing = value is None or (isinstance(value, float) and math.isnan(value))
+    m = _WINDOW.match(feature)
+    if m and feature.startswith("evt_"):
+        slug, w = m["stem"][4:], m["w"]
+        verb, noun = EVENT_PHRASES.get(slug, (f"had '{slug}' events", f"'{slug}' events"))
+        n = 0 if missing else float(value)
+        return f"{verb} {_times(n)} {_window_words(w)}" if n > 0 else f"no {noun} {_window_words(w)}"
+    if m and feature.startswith("grp_"):
+        group, w = m["stem"][4:], m["w"]
+        n = 0 if missing else int(round(float(value)))
+        return f"{n} {GROUP_PHRASES.get(group, group + ' actions')} {_window_words(w)}"
+    if m and feature.startswith(("events_", "sessions_", "active_days_")):
+        kind = {"events": "activities", "sessions": "visits", "active": "active days"}[feature.split("_")[0]]
+        n = 0 if missing else int(round(float(value)))
+        return f"{n} {kind} {_window_words(m['w'])}"
+    if feature.startswith("days_since_last_"):
+        what = feature[len("days_since_last_"):]
+        what = GROUP_PHRASES.get(what, what.replace("_", " "))
+        return f"no {what} yet" if missing else f"last {what} {float(value):.0f} days ago"
+    if feature == "days_since_first_activity":
+        return "no activity yet" if missing else f"first active {float(value):.0f} days ago"
+    if feature == "lead_age_days":
+        return "" if missing else f"lead is {float(value):.0f} days old"
+    if feature.startswith("decay_"):
+        return "recent engagement" if not missing and float(value) > 0 else "no recent engagement"
+    if feature.startswith("trend_"):
+        if missing:
+            return "no recent trend"
+        return "activity picking up" if float(value) > 0 else "activity fading"
+    if feature.startswith("email_") and feature.endswith("_rate"):
+        what = feature[len("email_"):-len("_rate")].replace("_", "-")
+        return "no marketing emails yet" if missing else f"email {what} rate {float(value):.0%}"
+    if feature == "fit_email_domain_type":
+        return DOMAIN_PHRASES.get(str(value), f"email domain: {value}")
+    if feature == "fit_bant_answered":
+        return "" if missing else f"answered {int(float(value))} of 3 qualifying questions"
+    if feature == "fit_log_company_size":
+        return "company size unknown" if missing else f"company of about {math.expm1(float(value)):,.0f} employees"
+    if feature.endswith("_rank") and feature.startswith("fit_"):
+        return ""  # the category itself is described by its own column
+    if feature in FIT_LABELS:
+        return f"{FIT_LABELS[feature]}: {'unknown' if missing else str(value).replace('_', ' ')}"
+    name = feature.removeprefix("extra_").removeprefix("fit_").replace("_", " ")
+    return f"{name}: {'unknown' if missing else value}"
+
+
+def top_reasons(contrib: np.ndarray, values: pd.DataFrame, features: Sequence[str],
+                n_for: int = 3, n_against: int = 2, min_abs: float = 0.05) -> list[str]:
+    """Per row, the `n_for` largest positive and `n_against` most negative contributions as
+    "+ reason; + reason; − reason" (contributions below `min_abs` log-odds are skipped).
+
+    `contrib` is (rows, features) in log-odds, columns aligned with `features`.
+    """
+    n, k = contrib.shape
+    if k != len(features):
+        raise ValueError(f"contrib has {k} columns but {len(features)} feature names were given")
+    order = np.argsort(-contrib, axis=1, kind="stable")
+    pos_idx = order[:, :n_for]
+    neg_idx = order[:, ::-1][:, :n_against]
+    rows = np.arange(n)[:, None]
+    pos_ok = contrib[rows, pos_idx] >= min_abs
+    neg_ok = contrib[rows, neg_idx] <= -min_abs
+    columns = {f: values[f].to_numpy(dtype=object) for f in features}
+    cache: dict[tuple[int, object], str] = {}
+
+    def phrase(j: int, i: int) -> str:
+        v = columns[features[j]][i]
+        key = (j, v if not (isinstance(v, float) and math.isnan(v)) else None)
+        text = cache.get(key)
+        if text is None:
+            text = describe(features[j], None if key[1] is None else v)
+            cache[key] = text
+        return text
+
+    out = []
+    for i in range(n):
+        parts = [f"+ {t}" for j in pos_idx[i][pos_ok[i]] if (t := phrase(j, i))]
+        parts += [f"− {t}" for j in neg_idx[i][neg_ok[i]] if (t := phrase(j, i))]
+        out.append("; ".join(parts))
+    return out

@@ -1,0 +1,160 @@
+"""Fit every scorer the same way on one feature frame: time split, LightGBM (early-stopped on
+the most recent training leads), logistic regression, the manual-rules baseline; calibrate
+each on the calibration split; fit band cutoffs on the calibrated LightGBM probabilities.
+
+Pure: frames and typed settings in, fitted objects and a predictions frame out.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from models.bands import FittedBands, estimate_leads_per_week, fit_bands
+from models.bundle import ScoringBundle
+from models.calibration import ScoreCalibrator, fit_calibrator
+from models.estimators import fit_lightgbm, make_logreg, prepare_categories
+from models.settings import (
+    BandSet,
+    CalibrationSettings,
+    InsufficientDataError,
+    SplitSettings,
+    TrainSettings,
+)
+from models.split import split_leads, validation_slice
+
+log = logging.getLogger(__name__)
+SCORERS = ("lightgbm", "logreg", "rules")
+
+
+@dataclass
+class TrainResult:
+    """Fitted scorers and their scores on every snapshot."""
+
+    bundle: ScoringBundle
+    logreg: Pipeline
+    calibrators: dict[str, ScoreCalibrator]
+    predictions: pd.DataFrame
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def categorical_columns(frame: pd.DataFrame, features: Sequence[str]) -> list[str]:
+    """Feature columns that are categorical (category, string or object dtype)."""
+    return [c for c in features
+            if isinstance(frame[c].dtype, pd.CategoricalDtype)
+            or pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object]
+
+
+def check_positives(y: np.ndarray, parts: np.ndarray, settings: TrainSettings) -> dict[str, int]:
+    """Conversions per split; InsufficientDataError when too few to fit or calibrate."""
+    counts = {part: int(y[parts == part].sum()) for part in ("train", "calibration", "test")}
+    if counts["train"] < settings.min_positives:
+        raise InsufficientDataError(
+            f"the training split has {counts['train']} conversions; at least "
+            f"{settings.min_positives} are needed (`train.min_positives`). Use more history, a "
+            "longer `label.horizon_days`, or a larger `split.train`."
+        )
+    if counts["calibration"] < settings.min_calibration_positives:
+        raise InsufficientDataError(
+            f"the calibration split has {counts['calibration']} conversions; at least "
+            f"{settings.min_calibration_positives} are needed "
+            "(`train.min_calibration_positives`). Use more history or a larger `split.calibration`."
+        )
+    return counts
+
+
+def train_all(
+    frame: pd.DataFrame,
+    features: Sequence[str],
+    split: SplitSettings,
+    train: TrainSettings,
+    calibration: CalibrationSettings,
+    bands: Mapping[str, BandSet],
+    horizon_days: int,
+    rule_points: pd.Series | None = None,
+    groups: Mapping[str, str] | None = None,
+) -> TrainResult:
+    """Fit LightGBM, logistic regression and (when `rule_points` is given, aligned with
+    `frame`) the rules baseline; calibrate each on the calibration split; fit bands.
+
+    `frame` holds `lead_id`, `created_at` (may be absent: stratified split), `as_of`,
+    `label` and the feature columns.
+    """
+    features = list(features)
+    y = frame["label"].to_numpy(dtype=np.int8)
+    result = split_leads(frame, "label", split.fractions, seed=train.seed)
+    parts = result.parts.to_numpy()
+    counts = check_positives(y, parts, train)
+    cats = categorical_columns(frame, features)
+    numeric = [c for c in features if c not in cats]
+    X_all, categories = prepare_categories(frame.loc[parts == "train", features], cats)
+    X_all = pd.concat([X_all, prepare_categories(frame.loc[parts != "train", features], cats,
+                                                 categories)[0]]).loc[frame.index]
+    for col in numeric:
+        X_all[col] = X_all[col].astype("float64")
+    is_train, is_cal = parts == "train", parts == "calibration"
+
+    train_rows = frame.loc[is_train]
+    val = validation_slice(train_rows, train.validation_fraction).to_numpy()
+    X_tr, y_tr = X_all.loc[is_train], y[is_train]
+    lgbm = fit_lightgbm(X_tr.loc[~val], y_tr[~val], X_tr.loc[val], y_tr[val], train.lightgbm,
+                        train.seed, early_stopping_rounds=train.early_stopping_rounds)
+    logreg = make_logreg(numeric, cats, train.logreg.C, train.seed,
+                         min_frequency=train.logreg.min_frequency, max_iter=train.logreg.max_iter)
+    logreg.fit(X_tr, y_tr)
+
+    raw = {"lightgbm": lgbm.predict_proba(X_all)[:, 1], "logreg": logreg.predict_proba(X_all)[:, 1]}
+    kinds = {"lightgbm": "probability", "logreg": "probability"}
+    if rule_points is not None:
+        raw["rules"] = rule_points.to_numpy(dtype="float64")
+        kinds["rules"] = "score"
+    calibrators = {
+        name: fit_calibrator(scores[is_cal], y[is_cal], calibration, seed=train.seed,
+                             input_kind=kinds[name])
+        for name, scores in raw.items()
+    }
+    calibrated = {name: calibrators[name].predict(scores) for name, scores in raw.items()}
+
+    cal_rows = frame.loc[is_cal]
+    per_week = (estimate_leads_per_week(cal_rows["created_at"], cal_rows["lead_id"])
+                if "created_at" in frame.columns and cal_rows["created_at"].notna().all() else None)
+    fitted: dict[str, FittedBands] = {
+        name: fit_bands(calibrated["lightgbm"][is_cal], y[is_cal], band_set, leads_per_week=per_week)
+        for name, band_set in bands.items()
+    }
+    for name, fb in fitted.items():
+        for message in fb.messages:
+            log.warning("bands.%s: %s", name, message)
+
+    bundle = ScoringBundle(
+        features=features, categories=categories, model=lgbm, calibrator=calibrators["lightgbm"],
+        bands=fitted, horizon_days=horizon_days, groups=dict(groups or {}),
+        metadata={"best_iteration": int(lgbm.best_iteration_ or lgbm.n_estimators)},
+    )
+    keep = [c for c in ("lead_id", "as_of", "created_at", "age_days") if c in frame.columns]
+    predictions = frame.loc[:, keep].copy()
+    predictions["split"] = parts
+    predictions["label"] = y
+    for name in raw:
+        predictions[f"raw_{name}"] = raw[name]
+        predictions[f"p_{name}"] = calibrated[name]
+    summary = {
+        "split": {"method": result.method, "warning": result.warning,
+                  "rows": result.counts(), "positives": counts,
+                  "leads": {part: int(frame.loc[parts == part, "lead_id"].nunique())
+                            for part in ("train", "calibration", "test")}},
+        "features": {"n": len(features), "categorical": cats},
+        "lightgbm": {"best_iteration": bundle.metadata["best_iteration"],
+                     "validation_rows": int(val.sum())},
+        "calibration": {name: c.summary() for name, c in calibrators.items()},
+        "bands": {name: fb.to_dict() for name, fb in fitted.items()},
+        "leads_per_week": per_week,
+    }
+    return TrainResult(bundle=bundle, logreg=logreg, calibrators=calibrators,
+                       predictions=predictions, summary=summary)

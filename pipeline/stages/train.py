@@ -1,0 +1,108 @@
+"""`train` stage: fit LightGBM, logistic regression and the manual-rules baseline on the
+time-ordered split, calibrate them, fit band cutoffs; start the MLflow training run.
+
+Reads `paths.features/{train.parquet,meta.json}` (+ `paths.interim` and `rules.yaml` for
+the rules baseline); writes `data/models/`: `bundle.joblib` (the scoring bundle),
+`logreg.joblib`, `predictions.parquet` (every snapshot's split, label and raw/calibrated
+score per scorer), `summary.json` and `run.json` (the MLflow run id).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pandas as pd
+
+from models.settings import ModelError
+from models.training import train_all
+from pipeline import tracking
+from pipeline.errors import ConfigError, DataError, LeadpropError
+from pipeline.io import read_json, write_json, write_parquet, write_with
+from pipeline.settings import flatten
+
+log = logging.getLogger(__name__)
+RULES_FILE = Path("rules.yaml")
+
+
+def models_dir(params: Any) -> Path:
+    return Path(params.paths.models)
+
+
+def rule_points(frame: pd.DataFrame, params: Any) -> tuple[pd.Series | None, dict]:
+    """Manual point totals per snapshot from rules.yaml (None when there is no rules file)."""
+    if not RULES_FILE.exists():
+        log.warning("no %s: the manual-rules baseline is skipped", RULES_FILE)
+        return None, {}
+    from models.rules import score_rules
+    from pipeline.rules_config import load_ruleset
+    from pipeline.stages.features import feature_settings, read_interim
+
+    leads, events = read_interim(Path(params.paths.interim))
+    _, fs = feature_settings(params)
+    ruleset = load_ruleset(RULES_FILE, leads=leads, events=events, features=frame,
+                           event_groups=fs.event_groups)
+    points = score_rules(frame[["lead_id", "as_of"]], leads, events, frame, ruleset)
+    return points["total"].set_axis(frame.index), {"rules_file": str(RULES_FILE),
+                                                    "n_rules": len(ruleset.rules)}
+
+
+def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):  # noqa: ANN201
+    """Fit everything (no IO): models.training.train_all with typed settings."""
+    try:
+        return train_all(frame, meta["features"], params.split, params.train, params.calibration,
+                         params.bands, horizon_days=int(meta["horizon_days"]), rule_points=points,
+                         groups=meta.get("groups"))
+    except ModelError as err:
+        raise LeadpropError(f"train: {err}") from err
+
+
+def from_params(params: Any) -> dict:
+    """CLI entry (`leadprop train`)."""
+    feat_dir = Path(params.paths.features)
+    if not (feat_dir / "train.parquet").exists():
+        raise DataError(f"{feat_dir / 'train.parquet'}: not found; run `leadprop features` first",
+                        file=str(feat_dir / "train.parquet"))
+    frame = pd.read_parquet(feat_dir / "train.parquet")
+    meta = read_json(feat_dir / "meta.json")
+    try:
+        points, rules_info = rule_points(frame, params)
+    except ValueError as err:
+        raise ConfigError(f"rules: {err}") from err
+    result = run(frame, meta, params, points)
+    if result.summary["split"]["warning"]:
+        log.warning(result.summary["split"]["warning"])
+
+    out = models_dir(params)
+    out.mkdir(parents=True, exist_ok=True)
+    write_with(out / "bundle.joblib", lambda tmp: joblib.dump(result.bundle, tmp, compress=3))
+    write_with(out / "logreg.joblib", lambda tmp: joblib.dump(result.logreg, tmp, compress=3))
+    write_parquet(out / "predictions.parquet", result.predictions)
+    summary = {**result.summary, "rules": rules_info, "data_end": meta["data_end"]}
+
+    uri = tracking.configure()
+    ml = tracking.mlflow()
+    ml.set_experiment(tracking.TRAINING_EXPERIMENT)
+    data_hash = tracking.file_hash([Path(params.paths.interim) / "leads.parquet",
+                                    Path(params.paths.interim) / "events.parquet"])
+    with ml.start_run(run_name=f"train-{data_hash}") as run_:
+        ml.set_tags({"git_commit": tracking.git_commit(), "data_hash": data_hash,
+                     "source": params.source, "stage": "train"})
+        tracking.log_params(flatten(params.raw))
+        ml.log_metrics({
+            "train.best_iteration": summary["lightgbm"]["best_iteration"],
+            "train.positives": summary["split"]["positives"]["train"],
+            **{f"calibration.{name}.ece_before": c["ece_before"]
+               for name, c in summary["calibration"].items()},
+            **{f"calibration.{name}.ece_after": c["ece_after"]
+               for name, c in summary["calibration"].items()},
+        })
+        ml.log_dict(summary, "train_summary.json")
+        run_id = run_.info.run_id
+    write_json(out / "summary.json", summary)
+    write_json(out / "run.json", {"run_id": run_id, "tracking_uri": uri, "data_hash": data_hash})
+    return {"run_id": run_id, "best_iteration": summary["lightgbm"]["best_iteration"],
+            "split_rows": summary["split"]["rows"], "positives": summary["split"]["positives"],
+            "calibration": {k: v["method"] for k, v in summary["calibration"].items()}}

@@ -56,7 +56,7 @@ class ScoringBundle:
                 fill = "unknown" if "unknown" in levels else "other"
                 text = values.astype("object").where(values.notna(), fill).astype(str)
                 text = text.where(text.isin(levels), "other" if "other" in levels else fill)
-                values = pd.Categorical(text, categories=levels)
+                values = pd.Categorical(text.where(text.isin(levels), None), categories=levels)
             else:
                 values = pd.to_numeric(values, errors="coerce").astype("float64")
             out[col] = values

@@ -1,0 +1,116 @@
+"""End to end: the real DVC pipeline (`dvc repro`) on a tiny generated sample, in a
+temporary copy of the project, with its own MLflow store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COPY = ("pipeline", "features", "models", "dvc.yaml", "params.yaml", "rules.yaml")
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    work = tmp_path_factory.mktemp("e2e") / "project"
+    work.mkdir()
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, work / name)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    params["generate"]["leads"] = 3000
+    params["train"]["lightgbm"]["n_estimators"] = 300
+    params["rules"] = {**params.get("rules", {}), "n_bootstrap": 20}
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    init = _run([f"{bindir}/dvc", "init", "--no-scm", "-q"], work, env)
+    assert init.returncode == 0, init.stderr
+    _run([f"{bindir}/dvc", "config", "core.analytics", "false"], work, env)
+    repro = _run([f"{bindir}/dvc", "repro"], work, env)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    return work, env
+
+
+def test_repro_writes_metrics_with_the_stable_keys(project: tuple[Path, dict]) -> None:
+    work, env = project
+    metrics = json.loads((work / "reports" / "metrics.json").read_text())
+    for scorer in ("lightgbm", "logreg", "rules", "truth"):
+        for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10",
+                    "capture_at_10", "lift_at_20", "capture_at_20"):
+            assert key in metrics["test"][scorer], (scorer, key)
+    assert 0.5 < metrics["test"]["lightgbm"]["roc_auc"] <= 1.0
+    assert (work / "dvc.lock").exists()
+    shown = _run([str(Path(sys.executable).parent / "dvc"), "metrics", "show", "--json"], work, env)
+    assert shown.returncode == 0, shown.stderr
+    assert "roc_auc" in shown.stdout
+
+
+def test_second_repro_has_nothing_to_do(project: tuple[Path, dict]) -> None:
+    work, env = project
+    again = _run([str(Path(sys.executable).parent / "dvc"), "repro"], work, env)
+    assert again.returncode == 0, again.stderr
+    assert "up to date" in again.stdout.lower()
+    assert "Running stage" not in again.stdout
+
+
+def test_scored_table_covers_every_open_lead(project: tuple[Path, dict]) -> None:
+    work, _ = project
+    scored = pd.read_parquet(work / "data" / "scored" / "scored_leads.parquet")
+    leads = pd.read_parquet(work / "data" / "interim" / "leads.parquet")
+    for col in ("lead_id", "as_of", "propensity", "score", "temperature", "lifecycle_stage",
+                "reasons", "model_version", "scored_at"):
+        assert col in scored.columns
+    assert scored["lead_id"].is_unique
+    assert set(scored["lead_id"]) <= set(leads["lead_id"])
+    assert scored["score"].between(1, 99).all()
+    assert scored["propensity"].is_monotonic_decreasing
+    assert (scored["reasons"].str.len() > 0).mean() > 0.9
+
+
+def test_mlflow_has_the_training_run_and_the_champion(project: tuple[Path, dict]) -> None:
+    work, env = project
+    code = (
+        "import mlflow, json;"
+        "c = mlflow.MlflowClient();"
+        "v = c.get_model_version_by_alias('lead-propensity', 'champion');"
+        "r = c.get_run(v.run_id);"
+        "print(json.dumps({'version': v.version, 'metrics': sorted(r.data.metrics),"
+        " 'params': len(r.data.params), 'tags': r.data.tags}))"
+    )
+    out = _run([sys.executable, "-c", code], work, env)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "test.lightgbm.roc_auc" in info["metrics"]
+    assert info["params"] > 30
+    assert info["tags"]["data_hash"]
+    assert "git_commit" in info["tags"]
+
+
+def test_report_and_bands_exist(project: tuple[Path, dict]) -> None:
+    work, _ = project
+    html = (work / "reports" / "model_report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 4
+    bands = json.loads((work / "reports" / "bands.json").read_text())
+    assert set(bands["band_sets"]) == {"temperature", "lifecycle"}
+    for band_set in bands["band_sets"].values():
+        cutoffs = [b["min_propensity"] for b in band_set["bands"]]
+        assert cutoffs == sorted(cutoffs) and cutoffs[0] == 0.0

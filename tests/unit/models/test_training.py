@@ -1,0 +1,112 @@
+"""train_all: every scorer fitted and calibrated the same way, on a time split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.bundle import ScoringBundle, model_input
+from models.metrics import roc_auc
+from models.settings import InputError, InsufficientDataError, parse_bands, parse_calibration, parse_split, parse_train
+from models.training import train_all
+from pipeline.stages.register import decide
+
+BANDS = {
+    "temperature": {"policy": "conversion", "conversion_rule": "marginal",
+                    "bands": [{"name": "cold"}, {"name": "warm", "min_conversion": 0.15},
+                              {"name": "hot", "min_conversion": 0.4}]},
+    "lifecycle": {"policy": "share", "bands": [{"name": "lead"}, {"name": "MQL", "top_share": 0.3},
+                                                {"name": "SQL", "top_share": 0.1}]},
+}
+
+
+def make_frame(n_leads: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Two snapshots per lead; conversion driven by `intent` (numeric) and `tier` (category)."""
+    rng = np.random.default_rng(seed)
+    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 365, n_leads)), unit="D")
+    ids = np.array([f"L{i:05d}" for i in range(n_leads)])
+    rows = np.repeat(np.arange(n_leads), 2)
+    intent = rng.normal(size=rows.size)
+    tier = rng.choice(["a", "b", "c"], size=rows.size, p=[0.2, 0.3, 0.5])
+    logit = -2.3 + 1.3 * intent + np.where(tier == "a", 1.0, 0.0)
+    label = (rng.uniform(size=rows.size) < 1 / (1 + np.exp(-logit))).astype("int8")
+    return pd.DataFrame({
+        "lead_id": ids[rows], "created_at": created[rows].astype("datetime64[us]"),
+        "as_of": (created[rows] + pd.to_timedelta(np.tile([1, 30], n_leads), unit="D")).astype("datetime64[us]"),
+        "label": label, "intent": intent, "noise": rng.normal(size=rows.size),
+        "tier": pd.Categorical(tier),
+    })
+
+
+def settings(**train: object):  # noqa: ANN201
+    return (parse_split({"train": 0.6, "calibration": 0.2, "test": 0.2}), parse_train({"lightgbm": {"n_estimators": 200, "num_leaves": 7}, **train}),
+            parse_calibration({"method": "sigmoid"}), parse_bands(BANDS))
+
+
+def test_train_all_fits_calibrates_and_bands_every_scorer() -> None:
+    frame = make_frame()
+    split, train, calibration, bands = settings()
+    points = pd.Series(np.round(frame["intent"] * 10), index=frame.index)
+    result = train_all(frame, ["intent", "noise", "tier"], split, train, calibration, bands, 90,
+                       rule_points=points)
+    pred = result.predictions
+    # no lead in two parts; test leads created after training leads
+    assert (pred.groupby("lead_id")["split"].nunique() == 1).all()
+    assert pred.loc[pred.split == "train", "created_at"].max() < pred.loc[pred.split == "test", "created_at"].min()
+    test = pred[pred.split == "test"]
+    for scorer in ("lightgbm", "logreg", "rules"):
+        assert test[f"p_{scorer}"].between(0, 1).all()
+        assert roc_auc(test["label"], test[f"p_{scorer}"]) > 0.7
+    bundle = result.bundle
+    assert set(bundle.bands) == {"temperature", "lifecycle"}
+    out = bundle.predict_frame(frame.head(50))
+    assert list(out.columns) == ["propensity", "score", "temperature", "lifecycle_stage"]
+    assert np.allclose(out["propensity"], pred["p_lightgbm"].head(50))
+    # the pyfunc path: strings for categories, floats for numbers, same answer
+    again = bundle.predict_frame(model_input(frame.head(50), bundle.features))
+    assert np.allclose(again["propensity"], out["propensity"])
+
+
+def test_same_seed_same_scores() -> None:
+    frame = make_frame(1500, seed=3)
+    a = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).predictions
+    b = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).predictions
+    assert np.array_equal(a["p_lightgbm"].to_numpy(), b["p_lightgbm"].to_numpy())
+
+
+def test_too_few_conversions_says_how_many_and_what_is_needed() -> None:
+    frame = make_frame(400)
+    with pytest.raises(InsufficientDataError, match=r"training split has \d+ conversions; at least 500"):
+        train_all(frame, ["intent", "tier"], *settings(min_positives=500), 90)
+
+
+def test_bundle_names_missing_feature_columns() -> None:
+    frame = make_frame(1500)
+    bundle: ScoringBundle = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).bundle
+    with pytest.raises(InputError, match="lacks 1 of the model's 3 feature columns: noise"):
+        bundle.predict_frame(frame.drop(columns="noise"))
+
+
+def test_unseen_category_at_scoring_is_not_fatal() -> None:
+    frame = make_frame(1500)
+    bundle = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).bundle
+    new = frame.head(3).assign(tier=["zzz", None, "a"])
+    out = bundle.predict_frame(new)
+    assert out["propensity"].between(0, 1).all()
+
+
+@pytest.mark.parametrize(
+    ("challenger", "champion", "promote"),
+    [
+        ({"log_loss": 0.30, "roc_auc": 0.80}, None, True),
+        ({"log_loss": 0.30, "roc_auc": 0.80}, {"log_loss": 0.31, "roc_auc": 0.80}, True),
+        ({"log_loss": 0.30, "roc_auc": 0.797}, {"log_loss": 0.30, "roc_auc": 0.80}, True),
+        ({"log_loss": 0.32, "roc_auc": 0.85}, {"log_loss": 0.31, "roc_auc": 0.80}, False),
+        ({"log_loss": 0.30, "roc_auc": 0.79}, {"log_loss": 0.31, "roc_auc": 0.80}, False),
+    ],
+)
+def test_promotion_rule(challenger: dict, champion: dict | None, promote: bool) -> None:
+    decision, why = decide(challenger, champion, auc_tolerance=0.005)
+    assert decision is promote
+    assert why

@@ -16,6 +16,7 @@ import pandas as pd
 
 from models.bands import FittedBands, apply_bands, score_1_99
 from models.calibration import ScoreCalibrator
+from models.contrib import PathTable, path_contributions, path_table
 from models.reasons import top_reasons
 from models.settings import InputError
 
@@ -78,17 +79,60 @@ class ScoringBundle:
             out[band_column(name)] = apply_bands(p, fitted)
         return out
 
-    def explain(self, frame: pd.DataFrame, n_for: int = 3, n_against: int = 2) -> list[str]:
-        """Top reasons per row from LightGBM's own per-lead contributions (pred_contrib)."""
+    def array(self, X: pd.DataFrame) -> np.ndarray:
+        """A `matrix` as a float array (categories as their training codes, NaN if missing):
+        what LightGBM sees, without its slower pandas conversion."""
+        cols = []
+        for col in self.features:
+            values = X[col]
+            if col in self.categories:
+                codes = values.cat.codes.to_numpy().astype("float64")
+                codes[codes < 0] = np.nan
+                cols.append(codes)
+            else:
+                cols.append(values.to_numpy(dtype="float64", na_value=np.nan))
+        return np.ascontiguousarray(np.column_stack(cols))
+
+    def score_frame(self, frame: pd.DataFrame, reasons: bool = True, n_for: int = 3,
+                    n_against: int = 2) -> pd.DataFrame:
+        """`predict_frame` plus `reasons`, from one pass over the trees: each lead's leaves
+        give both its contributions and (their sum + bias) its raw score."""
         X = self.matrix(frame)
-        contrib = np.asarray(self.model.booster_.predict(X, pred_contrib=True))
-        return top_reasons(contrib[:, :-1], X, self.features, n_for=n_for, n_against=n_against)
+        contrib = path_contributions(self.model.booster_, self.array(X), self._paths())
+        raw = contrib.sum(axis=1) + self._paths().bias
+        p = self.calibrator.predict(1.0 / (1.0 + np.exp(-raw)))
+        out = pd.DataFrame({"propensity": p, "score": score_1_99(p).astype("int64")}, index=frame.index)
+        for name, fitted in self.bands.items():
+            out[band_column(name)] = apply_bands(p, fitted)
+        if reasons:
+            out["reasons"] = top_reasons(contrib, X, self.features, n_for=n_for, n_against=n_against)
+        return out
+
+    def _paths(self) -> PathTable:
+        table = self.metadata.get("_path_table")
+        if table is None:
+            best = self.model.best_iteration_ or None
+            table = path_table(self.model.booster_, len(self.features), best)
+            self.metadata["_path_table"] = table
+        return table
+
+    def _contrib(self, X: pd.DataFrame) -> np.ndarray:
+        return path_contributions(self.model.booster_, self.array(X), self._paths())
+
+    def explain(self, frame: pd.DataFrame, n_for: int = 3, n_against: int = 2) -> list[str]:
+        """Top reasons per row from the model's own per-lead contributions (path
+        attribution over its trees; see models.contrib)."""
+        X = self.matrix(frame)
+        return top_reasons(self._contrib(X), X, self.features, n_for=n_for, n_against=n_against)
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Per-row, per-feature contributions in log-odds (the last column is the bias)."""
+        """Per-row, per-feature contributions in log-odds (the last column is the bias);
+        each row sums to the model's raw score."""
         X = self.matrix(frame)
-        contrib = self.model.booster_.predict(X, pred_contrib=True)
-        return pd.DataFrame(contrib, columns=[*self.features, "bias"], index=frame.index)
+        contrib = self._contrib(X)
+        out = pd.DataFrame(contrib, columns=self.features, index=frame.index)
+        out["bias"] = self._paths().bias
+        return out
 
 
 def band_column(band_set: str) -> str:

@@ -122,27 +122,39 @@ def top_reasons(contrib: np.ndarray, values: pd.DataFrame, features: Sequence[st
     n, k = contrib.shape
     if k != len(features):
         raise ValueError(f"contrib has {k} columns but {len(features)} feature names were given")
-    order = np.argsort(-contrib, axis=1, kind="stable")
-    pos_idx = order[:, :n_for]
-    neg_idx = order[:, ::-1][:, :n_against]
+    pos_idx = _top_k(contrib, n_for)
+    neg_idx = _top_k(-contrib, n_against)
     rows = np.arange(n)[:, None]
     pos_ok = contrib[rows, pos_idx] >= min_abs
     neg_ok = contrib[rows, neg_idx] <= -min_abs
-    columns = {f: values[f].to_numpy(dtype=object) for f in features}
-    cache: dict[tuple[int, object], str] = {}
+    slots = [(pos_idx[:, k], pos_ok[:, k], "+ ") for k in range(pos_idx.shape[1])]
+    slots += [(neg_idx[:, k], neg_ok[:, k], "− ") for k in range(neg_idx.shape[1])]
+    texts = []
+    columns: dict[int, np.ndarray] = {}
+    for idx, ok, mark in slots:
+        text = np.full(n, "", dtype=object)
+        for j in np.unique(idx[ok]):
+            rows_j = np.flatnonzero(ok & (idx == j))
+            if j not in columns:
+                columns[j] = values[features[j]].to_numpy(dtype=object)
+            col = columns[j][rows_j]
+            codes, uniques = pd.factorize(pd.Series(col, dtype=object), use_na_sentinel=True)
+            phrases = np.array([describe(features[j], u) for u in uniques] + [describe(features[j], None)],
+                               dtype=object)
+            said = phrases[codes]  # code -1 (missing) picks the last entry
+            text[rows_j] = np.where(said != "", mark + said.astype(str), "")
+        texts.append(text)
+    return ["; ".join(t for t in parts if t) for parts in zip(*texts, strict=True)]
 
-    def phrase(j: int, i: int) -> str:
-        v = columns[features[j]][i]
-        key = (j, v if not (isinstance(v, float) and math.isnan(v)) else None)
-        text = cache.get(key)
-        if text is None:
-            text = describe(features[j], None if key[1] is None else v)
-            cache[key] = text
-        return text
 
-    out = []
-    for i in range(n):
-        parts = [f"+ {t}" for j in pos_idx[i][pos_ok[i]] if (t := phrase(j, i))]
-        parts += [f"− {t}" for j in neg_idx[i][neg_ok[i]] if (t := phrase(j, i))]
-        out.append("; ".join(parts))
-    return out
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's k largest scores, largest first (ties: lower index)."""
+    n, m = scores.shape
+    k = min(k, m)
+    if k == 0:
+        return np.zeros((n, 0), dtype=np.int64)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    part = np.sort(part, axis=1)  # stable tie-break by column index
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.argsort(-vals, axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)

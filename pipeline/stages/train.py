@@ -16,6 +16,8 @@ from typing import Any
 import joblib
 import pandas as pd
 
+from models.drift import drift_reference, top_features
+from features.build import align_features, build_features
 from models.settings import ModelError
 from models.training import train_all
 from pipeline import tracking
@@ -49,6 +51,35 @@ def rule_points(frame: pd.DataFrame, params: Any) -> tuple[pd.Series | None, dic
                                                     "n_rules": len(ruleset.rules)}
 
 
+def scoring_reference(result: Any, params: Any) -> dict | None:
+    """Drift reference for batch scoring: the open leads as a scoring batch would have seen
+    them on the day the test period starts (all lead ages, like a real batch — the training
+    snapshots sit at fixed ages and would make every batch look drifted)."""
+    from features.snapshots import scoring_spine
+    from pipeline.stages.features import feature_settings, read_interim
+
+    pred = result.predictions
+    if "created_at" not in pred.columns or pred["created_at"].isna().any():
+        return None
+    as_of = pd.Timestamp(pred.loc[pred["split"] == "test", "created_at"].min())
+    leads, events = read_interim(Path(params.paths.interim))
+    spine, _ = scoring_spine(leads, as_of)
+    if spine.empty:
+        return None
+    _, fs = feature_settings(params)
+    bundle = result.bundle
+    X = bundle.matrix(align_features(build_features(spine, leads, events, fs), bundle.features,
+                                     category_levels_of(bundle)))
+    ref = drift_reference(X, bundle.calibrator.predict(bundle.model.predict_proba(X)[:, 1]),
+                          top_features(bundle.features,
+                                       bundle.model.booster_.feature_importance("gain"), 10))
+    return {**ref, "as_of": as_of.isoformat(), "population": "open leads at the test-period start"}
+
+
+def category_levels_of(bundle: Any) -> dict[str, list[str]]:
+    return {c: list(v) for c, v in bundle.categories.items()}
+
+
 def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):  # noqa: ANN201
     """Fit everything (no IO): models.training.train_all with typed settings."""
     try:
@@ -72,6 +103,7 @@ def from_params(params: Any) -> dict:
     except ValueError as err:
         raise ConfigError(f"rules: {err}") from err
     result = run(frame, meta, params, points)
+    result.bundle.metadata["reference"] = scoring_reference(result, params)
     if result.summary["split"]["warning"]:
         log.warning(result.summary["split"]["warning"])
 

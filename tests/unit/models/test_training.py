@@ -110,3 +110,28 @@ def test_promotion_rule(challenger: dict, champion: dict | None, promote: bool) 
     decision, why = decide(challenger, champion, auc_tolerance=0.005)
     assert decision is promote
     assert why
+
+
+def test_path_contributions_add_up_to_the_raw_score_and_agree_with_treeshap_in_sign() -> None:
+    frame = make_frame(2000, seed=5)
+    bundle = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).bundle
+    X = bundle.matrix(frame.head(300))
+    contrib = bundle.contributions(frame.head(300))
+    raw = bundle.model.predict_proba(X, raw_score=True)
+    assert np.allclose(contrib.sum(axis=1).to_numpy(), raw, atol=1e-6)
+    shap = bundle.model.booster_.predict(X, pred_contrib=True,
+                                         num_iteration=bundle.model.best_iteration_)[:, :-1]
+    intent = list(bundle.features).index("intent")
+    agree = np.sign(contrib["intent"].to_numpy()) == np.sign(shap[:, intent])
+    assert agree.mean() > 0.9
+
+
+def test_one_pass_scoring_matches_predict_and_explain() -> None:
+    frame = make_frame(2000, seed=7)
+    bundle = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).bundle
+    rows = frame.head(400)
+    fast = bundle.score_frame(rows)
+    slow = bundle.predict_frame(rows)
+    assert np.allclose(fast["propensity"], slow["propensity"], atol=1e-9)
+    assert (fast["temperature"] == slow["temperature"]).all()
+    assert fast["reasons"].tolist() == bundle.explain(rows)

@@ -1,0 +1,801 @@
+"""`score` stage: the open leads as of one moment -> a scored table + an MLflow run.
+
+Two ways in (`from_params`):
+
+- **params mode** (`leadprop score`, the DVC stage): the validated `paths.interim/
+  {leads,events}.parquet` written by `ingest`; as_of = `score.as_of`, or when null the end
+  of the data (`features.snapshots.data_end`).
+- **export mode** (`leadprop score --leads FILE [--events FILE]`): a raw CSV/Parquet export
+  in the canonical contract, validated with the ingest code (`pipeline.contract`); rows it
+  sets aside go to the batch's rejects file. `converted` is not required for scoring (open
+  leads have no outcome): a missing column, or an empty cell, is read as 1 when the row has
+  a `converted_at` and 0 otherwise. as_of defaults to now.
+
+Then: the open leads at as_of (`scoring_spine`: created by then, neither converted nor
+lost) get their features from the same code as training (`build_features` with the
+`features` params, then `align_features` to the model's columns and category levels), in
+chunks of `chunk_size` leads for bounded memory; the model is the MLflow pyfunc at
+`score.model` (an alias is resolved to its version first, so the version recorded is the
+one that scored). The table, one row per open lead, sorted by propensity (ties: lead_id):
+
+`lead_id`, `as_of`, `propensity`, `score` (1-99), `temperature`, `lifecycle_stage` (one
+column per band set of the model), `previous_temperature`, `previous_lifecycle_stage`,
+`movement` (`new` / `up` / `down` / `same`: the lifecycle stage decides, then the
+temperature; `new` when the lead was not in the previous batch), `reasons`, `model_version`,
+`scored_at`, `batch_id`.
+
+`reasons` are the model's top reasons (`ScoringBundle.explain`) with "▲ " marking a reason
+for and "▼ " one against (instead of "+ " / "− "), so no cell starts like a formula.
+
+Determinism: `batch_id` is `<as_of>-<hash of as_of, model and input files>`, and everything
+but `scored_at` (a parameter, default: now) depends only on the inputs, as_of and the model
+version. Re-running a batch gives the same rows; in SQL it replaces the batch's rows. The
+previous batch is the latest one *before* this as_of (the previous output file, or the SQL
+table), so re-runs also give the same change columns.
+
+Counts reconcile: input leads = scored + not open (by reason) + rejected, checked before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.build import align_features, build_features
+from features.fit import _is_numeric_like, extra_columns
+from features.settings import FeatureSettings
+from features.snapshots import NOT_OPEN_REASONS, data_end, scoring_spine
+from models import drift
+from models.bundle import band_column
+from pipeline import scoring_io, tracking
+from pipeline.contract import (
+    EVENTS_REQUIRED,
+    empty_events,
+    empty_rejects,
+    to_naive_utc,
+    utc_now,
+    validate_events,
+    validate_leads,
+)
+from pipeline.errors import ConfigError, DataError
+from pipeline.readers import ReadOptions, read_table
+
+log = logging.getLogger(__name__)
+
+CHUNK_SIZE = 100_000
+OUT_NAME = "scored_leads"
+MOVEMENTS = ("new", "up", "down", "same")
+#: Band columns compared first when deciding `movement`.
+BAND_PRIORITY = ("lifecycle_stage", "temperature")
+#: Feature columns `align_features` may fill with 0 (event types absent from this batch).
+COUNT_PREFIXES = ("evt_", "grp_", "events_", "sessions_", "active_days_")
+_PROGRESS_MIN = 20_000
+
+
+# ------------------------------------------------------------------------------ model
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model scored: the URI asked for, the one loaded, registry name and version."""
+
+    uri: str
+    loaded_uri: str
+    name: str | None
+    version: str
+    run_id: str | None = None
+
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<suffix>[^/]+))?/?$")
+_RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)(?:/.*)?$")
+
+
+def resolve_model(uri: str, client: Any) -> ModelRef:
+    """Registry look-up: `models:/name@alias` -> its version (loaded as models:/name/<v>),
+    `models:/name/<v>` checked; `runs:/<id>/...` -> the run id; a path -> the path."""
+    m = _MODELS_URI.match(uri)
+    if m and m["alias"]:
+        mv = client.get_model_version_by_alias(m["name"], m["alias"])
+        return ModelRef(uri, f"models:/{m['name']}/{mv.version}", m["name"], str(mv.version),
+                        mv.run_id)
+    if m and m["suffix"] and m["suffix"].isdigit():
+        mv = client.get_model_version(m["name"], m["suffix"])
+        return ModelRef(uri, uri, m["name"], str(mv.version), mv.run_id)
+    if m and m["suffix"]:  # a stage or "latest": recorded as asked
+        return ModelRef(uri, uri, m["name"], m["suffix"])
+    if m:  # models:/<model id> (MLflow 3 logged model)
+        return ModelRef(uri, uri, None, m["name"])
+    r = _RUNS_URI.match(uri)
+    if r:
+        return ModelRef(uri, uri, None, r["run_id"], r["run_id"])
+    return ModelRef(uri, uri, None, uri)
+
+
+def load_model(uri: str) -> tuple[Any, ModelRef]:
+    """(scoring bundle, model reference) for an MLflow model URI or a local model folder.
+
+    ConfigError when the URI cannot be resolved or loaded, or is not a leadprop model.
+    """
+    ml = tracking.mlflow()
+    try:
+        ref = resolve_model(uri, ml.MlflowClient())
+        pyfunc = ml.pyfunc.load_model(ref.loaded_uri)
+        python_model = pyfunc.unwrap_python_model()
+    except Exception as err:  # noqa: BLE001 - MLflow raises many types for a missing model
+        raise ConfigError(
+            f"model {uri!r} cannot be loaded ({type(err).__name__}: {_first_line(err)}). "
+            "Check `score.model` or `--model`: a registered model with an alias such as "
+            "models:/lead-propensity@champion (run `leadprop register` first), "
+            "models:/<name>/<version>, runs:/<run_id>/model or a local model folder; the "
+            f"MLflow store is {tracking.mlflow().get_tracking_uri()}."
+        ) from None
+    bundle = getattr(python_model, "bundle", None)
+    if bundle is None or not all(hasattr(bundle, a) for a in ("features", "score_frame",
+                                                              "bands")):
+        raise ConfigError(f"model {uri!r} is not a leadprop lead-propensity model (no scoring "
+                          "bundle inside); point `--model` at one logged by `leadprop register`.")
+    if ref.run_id is None:
+        ref = ModelRef(ref.uri, ref.loaded_uri, ref.name, ref.version,
+                       getattr(pyfunc.metadata, "run_id", None))
+    return bundle, ref
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+@dataclass
+class Inputs:
+    """Validated leads and events, what was set aside, and how many rows came in."""
+
+    leads: pd.DataFrame
+    events: pd.DataFrame
+    rejects: pd.DataFrame
+    rejects_events: pd.DataFrame
+    n_leads: int
+    n_events: int
+    leads_file: Path
+    events_file: Path | None
+
+
+def fill_outcome(raw: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A copy of a raw leads frame with `converted` present and filled: an empty or missing
+    value becomes "1" when the row has a `converted_at`, else "0" (open leads have no
+    outcome). Returns the frame and what was done: 'given', 'filled' or 'added'."""
+    def blank(values: pd.Series) -> pd.Series:
+        return values.isna() | (values.astype("str").str.strip() == "")
+
+    has_date = ~blank(raw["converted_at"]) if "converted_at" in raw.columns \
+        else pd.Series(False, index=raw.index)
+    implied = pd.Series(np.where(has_date, "1", "0"), index=raw.index, dtype="str")
+    if "converted" not in raw.columns:
+        return raw.assign(converted=implied), "added"
+    empty = blank(raw["converted"])
+    if not empty.any():
+        return raw, "given"
+    filled = raw["converted"].astype("str").where(~empty, implied)
+    return raw.assign(converted=filled), "filled"
+
+
+def read_export(leads_path: Path, events_path: Path | None, options: ReadOptions,
+                now: pd.Timestamp) -> Inputs:
+    """Read and validate a raw export (`pipeline.readers` + `pipeline.contract`).
+
+    File-level problems (missing file, empty file, missing required column...) raise
+    DataError; bad rows become rejects with their reason.
+    """
+    leads_path = Path(leads_path)
+    raw = read_table(leads_path, options, "leads")
+    filled, how = fill_outcome(raw)
+    leads, rejects = validate_leads(filled, str(leads_path), options)
+    if how == "added":
+        rejects = rejects.drop(columns="converted")
+    elif how == "filled" and len(rejects):
+        rejects["converted"] = raw.loc[rejects["source_row"], "converted"].to_numpy()
+    if events_path is None:
+        events, rejects_events, n_events = empty_events(), empty_rejects(EVENTS_REQUIRED), 0
+    else:
+        events, rejects_events, n_events = _validated_events(events_path, leads, rejects,
+                                                             options, now)
+    return Inputs(leads, events, rejects, rejects_events, len(raw), n_events, leads_path,
+                  Path(events_path) if events_path is not None else None)
+
+
+def _validated_events(path: Path, leads: pd.DataFrame, rejects: pd.DataFrame,
+                      options: ReadOptions, now: pd.Timestamp
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    raw = read_table(Path(path), options, "events")
+    ids = rejects["lead_id"].astype("str").str.strip() if "lead_id" in rejects else []
+    events, rejected = validate_events(raw, leads, str(path), options, now,
+                                       rejected_lead_ids=[i for i in ids if i])
+    return events, rejected, len(raw)
+
+
+def read_interim(leads_path: Path, events_path: Path | None, options: ReadOptions,
+                 now: pd.Timestamp, validate_events_file: bool = False) -> Inputs:
+    """The typed tables `ingest` wrote (already validated; its rejects are in
+    `paths.interim/rejects_*.csv`). An events file given explicitly is validated."""
+    leads_path = Path(leads_path)
+    if not leads_path.is_file():
+        raise DataError(f"{leads_path}: not found; run `leadprop ingest` (or `dvc repro`) "
+                        "first, or pass an export with --leads", file=str(leads_path))
+    leads = pd.read_parquet(leads_path)
+    if leads.empty:
+        raise DataError(f"{leads_path}: the leads table has no rows: there is nothing to "
+                        "score. Check the export that `ingest` read.", file=str(leads_path),
+                        n_rows=0)
+    rejects = empty_rejects(leads.columns)
+    if events_path is None or not Path(events_path).is_file():
+        if events_path is not None:
+            raise DataError(f"{events_path}: the events file does not exist",
+                            file=str(events_path))
+        events, rejects_events, n_events = empty_events(), empty_rejects(EVENTS_REQUIRED), 0
+    elif validate_events_file:
+        events, rejects_events, n_events = _validated_events(events_path, leads, rejects,
+                                                             options, now)
+    else:
+        events = pd.read_parquet(events_path)
+        rejects_events, n_events = empty_rejects(events.columns), len(events)
+    return Inputs(leads, events, rejects, rejects_events, len(leads), n_events, leads_path,
+                  Path(events_path) if events_path is not None else None)
+
+
+# ---------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class ScoredLeads:
+    """The model's output for the open leads (sorted by lead_id), the leads that were not
+    open with their reason, and the drift bin counts of the batch."""
+
+    table: pd.DataFrame
+    not_open: pd.DataFrame
+    drift_counts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def arrow_reasons(text: str) -> str:
+    """'+ a; − b' -> '▲ a; ▼ b' (reasons never start like a spreadsheet formula)."""
+    return _MARK.sub(lambda m: m.group(1) + ("▲ " if m.group(2) == "+" else "▼ "), text)
+
+
+_MARK = re.compile(r"(^|; )([+−]) ")
+
+
+def check_feature_columns(built: Sequence[str], bundle: Any, file: str) -> None:
+    """DataError naming the model's feature columns the built frame lacks (count columns of
+    event types absent from this batch are fine: they are 0)."""
+    have = set(built)
+    fillable = [c for c in bundle.features if c not in have and c.startswith(COUNT_PREFIXES)]
+    try:
+        bundle.check_columns(pd.DataFrame(columns=[*built, *fillable]))
+    except ValueError as err:  # models.settings.InputError
+        missing = [c for c in bundle.features if c not in have and c not in fillable]
+        hint = ""
+        extras = [c for c in missing if c.startswith("extra_")]
+        if extras:
+            hint = (" Columns named extra_<name> come from a lead column <name> the training "
+                    "export had: add it to this file (empty values are fine).")
+        raise DataError(f"{file}: the model cannot score these leads: {err}{hint}", file=file,
+                        column=missing[0] if missing else None) from None
+
+
+def pin_extra_types(leads: pd.DataFrame, fs: FeatureSettings) -> tuple[pd.DataFrame, np.ndarray]:
+    """(leads, witness rows) so that scoring in chunks types every extra column as a whole
+    table would: `fit_features` treats an extra column as numeric when all its values look
+    numeric, which a chunk can see differently. Numeric-looking text columns become float
+    once here; for the other text columns one lead whose value is not numeric is returned
+    (row positions) to be added to every chunk's leads (it is not scored)."""
+    numeric: dict[str, pd.Series] = {}
+    witness: set[int] = set()
+    for col in extra_columns(leads, fs):
+        values = leads[col]
+        if (pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values)
+                or pd.api.types.is_bool_dtype(values)):
+            continue
+        if _is_numeric_like(values):
+            numeric[col] = pd.to_numeric(values.astype("str").str.strip(), errors="coerce")
+            continue
+        text = values.astype("str").str.strip()
+        bad = values.notna() & pd.to_numeric(text, errors="coerce").isna()
+        if bad.any():
+            witness.add(int(np.argmax(bad.to_numpy())))
+    return (leads.assign(**numeric) if numeric else leads), np.array(sorted(witness), np.int64)
+
+
+def score_open_leads(
+    leads: pd.DataFrame,
+    events: pd.DataFrame | None,
+    bundle: Any,
+    fs: FeatureSettings,
+    as_of: pd.Timestamp,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    reference: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    file: str = "leads",
+    timings: dict[str, float] | None = None,
+) -> ScoredLeads:
+    """Score the leads open at `as_of` in chunks (pure: frames in, frames out).
+
+    Returns `lead_id`, `propensity`, `score`, one column per band set, `reasons`; and, with
+    a drift `reference`, the batch's bin counts of the propensity and tracked features.
+    Output does not depend on `chunk_size`. `timings`, if given, accumulates seconds spent
+    in `features`, `model` and `reasons`.
+    """
+    clock = timings if timings is not None else {}
+    for key in ("features", "model", "reasons"):
+        clock.setdefault(key, 0.0)
+    if chunk_size < 1:
+        raise ConfigError(f"`chunk_size` must be >= 1; got {chunk_size}")
+    open_, not_open = scoring_spine(leads, as_of)
+    open_ = open_.sort_values("lead_id", kind="stable").reset_index(drop=True)
+    leads, witness = pin_extra_types(leads, fs)
+    lead_pos = pd.Index(leads["lead_id"].astype(str))
+    events = empty_events() if events is None else events
+    if len(events) and not events["lead_id"].is_monotonic_increasing:
+        events = events.sort_values(["lead_id", "timestamp"], kind="stable")
+    ev_ids = events["lead_id"].reset_index(drop=True)
+    specs = _drift_specs(reference, bundle)
+    counts = {name: np.zeros(_n_bins(spec), np.int64) for name, spec in specs.items()}
+    bands = {band_column(name): fitted for name, fitted in bundle.bands.items()}
+
+    parts: list[pd.DataFrame] = []
+    total = len(open_)
+    starts = range(0, total, chunk_size) if total else [0]
+    for start in starts:
+        spine = open_.iloc[start:start + chunk_size].reset_index(drop=True)
+        ids = spine["lead_id"].astype(str)
+        rows = np.union1d(lead_pos.get_indexer(ids), witness)
+        if len(ids):
+            lo, hi = ev_ids.searchsorted(ids.iloc[0], "left"), ev_ids.searchsorted(ids.iloc[-1],
+                                                                                  "right")
+            chunk_events = events.iloc[lo:hi]
+        else:
+            chunk_events = events.iloc[:0]
+        t0 = time.perf_counter()
+        built = build_features(spine, leads.take(rows), chunk_events, fs)
+        if start == 0:
+            check_feature_columns(list(built.columns), bundle, file)
+        if not len(spine):
+            break
+        X = align_features(built, bundle.features, bundle.categories)
+        t1 = time.perf_counter()
+        pred = bundle.score_frame(X)
+        part = pd.DataFrame({"lead_id": ids.to_numpy(),
+                             "propensity": pred["propensity"].to_numpy(dtype=float),
+                             "score": pred["score"].to_numpy(dtype=np.int64)})
+        for col in bands:
+            part[col] = pred[col].astype(str).to_numpy()
+        t2 = time.perf_counter()
+        part["reasons"] = [arrow_reasons(r) for r in pred["reasons"]]
+        clock["features"] += t1 - t0
+        clock["model"] += t2 - t1
+        clock["reasons"] += time.perf_counter() - t2
+        parts.append(part)
+        for name, spec in specs.items():
+            values = part["propensity"] if name == "propensity" else X[name]
+            counts[name] += drift.bin_counts(values, spec)
+        if progress is not None:
+            progress(min(start + chunk_size, total), total)
+
+    table = pd.concat(parts, ignore_index=True) if parts else _empty_scored(bands)
+    return ScoredLeads(table, not_open, counts)
+
+
+def _empty_scored(bands: Mapping[str, Any]) -> pd.DataFrame:
+    cols: dict[str, pd.Series] = {"lead_id": pd.Series(dtype="str"),
+                                  "propensity": pd.Series(dtype="float64"),
+                                  "score": pd.Series(dtype="int64")}
+    cols.update({c: pd.Series(dtype="str") for c in bands})
+    cols["reasons"] = pd.Series(dtype="str")
+    return pd.DataFrame(cols)
+
+
+def _drift_specs(reference: Mapping[str, Any] | None, bundle: Any) -> dict[str, Any]:
+    if not reference:
+        return {}
+    specs = {"propensity": reference["propensity"]}
+    specs.update({f: s for f, s in reference.get("features", {}).items() if f in bundle.features})
+    return specs
+
+
+def _n_bins(spec: Mapping[str, Any]) -> int:
+    return len(spec["shares"])
+
+
+def band_orders(bundle: Any) -> dict[str, tuple[str, ...]]:
+    """Band column -> band names from lowest to highest, in the model's band-set order."""
+    return {band_column(name): tuple(fitted.names) for name, fitted in bundle.bands.items()}
+
+
+def add_changes(table: pd.DataFrame, previous: pd.DataFrame | None,
+                orders: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+    """`previous_<band>` per band column and `movement`: 'new' when the lead is not in the
+    previous batch, else the direction of the first band column whose band changed
+    ('up' / 'down'; `lifecycle_stage` is looked at first, then `temperature`, then any
+    other), else 'same'. A previous band the current model does not know is not compared."""
+    first = [c for c in BAND_PRIORITY if c in orders]
+    orders = {c: orders[c] for c in [*first, *[c for c in orders if c not in first]]}
+    out = table.copy()
+    n = len(out)
+    prev = previous if previous is not None else pd.DataFrame({"lead_id": pd.Series(dtype="str")})
+    prev = prev.drop_duplicates("lead_id", keep="last").set_index("lead_id")
+    pos = prev.index.get_indexer(out["lead_id"].astype(str))
+    found = pos >= 0
+    direction = np.zeros(n, np.int8)
+    decided = np.zeros(n, bool)
+    for col, names in orders.items():
+        if col in prev.columns:
+            before = prev[col].to_numpy(dtype=object)[np.maximum(pos, 0)] if len(prev) else \
+                np.full(n, None, dtype=object)
+            before = np.where(found, before, None)
+        else:
+            before = np.full(n, None, dtype=object)
+        out[f"previous_{col}"] = pd.Series(before, index=out.index, dtype="str")
+        rank = {name: i for i, name in enumerate(names)}
+        now_r = out[col].map(rank).to_numpy(dtype=float)
+        before_r = pd.Series(before).map(rank).to_numpy(dtype=float)
+        with np.errstate(invalid="ignore"):
+            d = np.nan_to_num(np.sign(now_r - before_r)).astype(np.int8)
+        take = ~decided & (d != 0)
+        direction[take] = d[take]
+        decided |= take
+    movement = np.where(~found, "new", np.where(direction > 0, "up",
+                                                np.where(direction < 0, "down", "same")))
+    out["movement"] = pd.Series(movement, index=out.index, dtype="str")
+    return out
+
+
+def finish_table(table: pd.DataFrame, as_of: pd.Timestamp, orders: Mapping[str, Any], *,
+                 model_version: str, scored_at: pd.Timestamp, batch_id: str) -> pd.DataFrame:
+    """The scored table in its published column order, sorted by propensity (desc), then
+    lead_id."""
+    n = len(table)
+    out = table.assign(
+        as_of=pd.Series([as_of] * n, index=table.index, dtype="datetime64[us]"),
+        model_version=pd.Series([model_version] * n, index=table.index, dtype="str"),
+        scored_at=pd.Series([scored_at] * n, index=table.index, dtype="datetime64[us]"),
+        batch_id=pd.Series([batch_id] * n, index=table.index, dtype="str"),
+    )
+    cols = ["lead_id", "as_of", "propensity", "score", *orders,
+            *[f"previous_{c}" for c in orders], "movement", "reasons", "model_version",
+            "scored_at", "batch_id"]
+    out = out[cols].sort_values(["propensity", "lead_id"], ascending=[False, True],
+                                kind="stable")
+    return out.reset_index(drop=True)
+
+
+def make_batch_id(as_of: pd.Timestamp, model: ModelRef, leads_hash: str, events_hash: str) -> str:
+    """`<as_of YYYYmmddTHHMMSS>-<8 hex>`: the same inputs, as_of and model give the same id."""
+    key = "|".join([pd.Timestamp(as_of).isoformat(), model.name or "", model.version,
+                    leads_hash, events_hash])
+    return f"{pd.Timestamp(as_of):%Y%m%dT%H%M%S}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def reconcile(n_input: int, scored: int, not_open: int, rejected: int) -> None:
+    """Every input lead is scored, not open or rejected; anything else is a bug."""
+    if n_input != scored + not_open + rejected:
+        raise RuntimeError(f"lead counts do not reconcile: input {n_input} != scored {scored} "
+                           f"+ not open {not_open} + rejected {rejected}")
+
+
+def batch_summary(table: pd.DataFrame, not_open: pd.DataFrame, inputs: Inputs,
+                  orders: Mapping[str, Sequence[str]], psi: Mapping[str, float]) -> dict[str, Any]:
+    """Counts, band mix, movement, score distribution and drift of one batch (JSON-able)."""
+    reasons = not_open["reason"].value_counts()
+    counts = {
+        "input": inputs.n_leads, "scored": len(table), "not_open": len(not_open),
+        "not_open_by_reason": {r: int(reasons.get(r, 0)) for r in NOT_OPEN_REASONS},
+        "rejected": len(inputs.rejects),
+        "events_input": inputs.n_events, "events_rejected": len(inputs.rejects_events),
+    }
+    reconcile(counts["input"], counts["scored"], counts["not_open"], counts["rejected"])
+    n = len(table)
+    bands = {}
+    for col, names in orders.items():
+        vc = table[col].value_counts()
+        bands[col] = {b: {"n": int(vc.get(b, 0)), "share": float(vc.get(b, 0) / n) if n else 0.0}
+                      for b in names}
+    changes = {}
+    for col, names in orders.items():
+        top, prev = names[-1], table[f"previous_{col}"]
+        changes[col] = {
+            f"entered_{top}": int(((table[col] == top) & prev.notna() & (prev != top)).sum()),
+            f"left_{top}": int(((prev == top) & (table[col] != top)).sum()),
+        }
+    p = table["propensity"].to_numpy(dtype=float)
+    qs = (0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95)
+    hist_edges = list(range(0, 100, 10)) + [99]
+    hist, _ = np.histogram(table["score"].to_numpy(), bins=np.array(hist_edges) + 0.5)
+    labels = [f"{a + 1:02d}-{b:02d}" for a, b in zip(hist_edges[:-1], hist_edges[1:], strict=True)]
+    return {
+        "counts": counts,
+        "bands": bands,
+        "movement": {m: int((table["movement"] == m).sum()) for m in MOVEMENTS},
+        "changes": changes,
+        "score": {
+            "mean_propensity": float(p.mean()) if n else None,
+            "mean_score": float(table["score"].mean()) if n else None,
+            "propensity_quantiles": {f"q{int(q * 100):02d}": float(np.quantile(p, q)) if n else None
+                                     for q in qs},
+            "score_histogram": dict(zip(labels, (int(h) for h in hist), strict=True)),
+        },
+        "drift": {k: {"psi": round(v, 6), "verdict": drift.psi_verdict(v)} for k, v in psi.items()},
+        "drift_warnings": [k for k, v in psi.items() if v > drift.PSI_WARN],
+    }
+
+
+def _metric_key(*parts: str) -> str:
+    return ".".join(re.sub(r"[^A-Za-z0-9_\-/ .]", "_", str(p)) for p in parts)
+
+
+def batch_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """Flat MLflow metrics from `batch_summary`."""
+    c = summary["counts"]
+    out: dict[str, float] = {
+        "rows.input": c["input"], "rows.open": c["scored"], "rows.scored": c["scored"],
+        "rows.not_open": c["not_open"],
+        "rows.rejected": c["rejected"], "events.input": c["events_input"],
+        "events.rejected": c["events_rejected"],
+    }
+    for reason, n in c["not_open_by_reason"].items():
+        out[_metric_key("rows.not_open", reason.replace(" ", "_"))] = n
+    for col, bands in summary["bands"].items():
+        for band, v in bands.items():
+            out[_metric_key("band", col, band, "n")] = v["n"]
+            out[_metric_key("band", col, band, "share")] = v["share"]
+    for m, n in summary["movement"].items():
+        out[_metric_key("movement", m)] = n
+    for col, changes in summary["changes"].items():
+        for k, n in changes.items():
+            out[_metric_key("changes", col, k)] = n
+    s = summary["score"]
+    if s["mean_propensity"] is not None:
+        out["propensity.mean"] = s["mean_propensity"]
+        out["score.mean"] = s["mean_score"]
+        out.update({_metric_key("propensity", q): v for q, v in s["propensity_quantiles"].items()})
+    out.update({_metric_key("psi", k): v["psi"] for k, v in summary["drift"].items()})
+    return {k: float(v) for k, v in out.items()}
+
+
+# ------------------------------------------------------------------------ entry point
+
+
+def parse_moment(name: str, value: Any) -> pd.Timestamp | None:
+    """A CLI/params moment as naive UTC (aware values converted); ConfigError if unreadable."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        moment = to_naive_utc(value)
+    except (ValueError, TypeError):
+        moment = pd.NaT
+    if pd.isna(moment):
+        raise ConfigError(f"`{name}` must be a date like 2026-06-30 or 2026-06-30 12:00:00 "
+                          f"(UTC); got {value!r}")
+    return moment
+
+
+def now_utc() -> pd.Timestamp:
+    """The wall clock, naive UTC, to the second."""
+    return utc_now().floor("s")
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr, shown only for batches of `_PROGRESS_MIN` leads or more."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled, self._progress, self._task = enabled, None, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total < _PROGRESS_MIN:
+            return
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(),
+                                      TimeRemainingColumn(), console=Console(stderr=True),
+                                      transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task("score", total=total)
+        self._progress.update(self._task, completed=done)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def from_params(
+    params: Any,
+    *,
+    leads: Path | str | None = None,
+    events: Path | str | None = None,
+    as_of: Any = None,
+    model: str | None = None,
+    out: Path | str | None = None,
+    db: str | None = None,
+    table: str | None = None,
+    scored_at: Any = None,
+    chunk_size: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score one batch; returns its summary (counts, bands, drift, outputs, MLflow run id).
+
+    Without `leads`: params mode (interim tables; as_of = score.as_of or the data end).
+    With `leads`: export mode (validated raw export; as_of defaults to now). `out` defaults
+    to `paths.scored/scored_leads`; `db` (+ `table`, default scored_leads) appends to SQL.
+    `chunk_size` defaults to `score.chunk_size` when params have it, else 100 000.
+    """
+    chunk_size = chunk_size or getattr(params.score, "chunk_size", None) or CHUNK_SIZE
+    if table is not None and db is None:
+        raise ConfigError("`--table` needs `--db` (the database URL to write the table to)")
+    sql = (scoring_io.SqlTarget(db, scoring_io.DEFAULT_TABLE if table is None else table)
+           if db is not None else None)
+    try:
+        fs = FeatureSettings.from_params(params.features)
+    except ValueError as err:
+        raise ConfigError(f"params: {err}") from err
+    options = ReadOptions.from_params(getattr(params, "ingest", None) or {})
+    model_uri = model or params.score.model
+    paths = scoring_io.output_paths(Path(out) if out else Path(params.paths.scored) / OUT_NAME)
+    stamp = parse_moment("--scored-at", scored_at) or now_utc()
+    asked = parse_moment("--as-of", as_of)
+    clock = params.ingest_now if getattr(params, "ingest_now", None) is not None else utc_now()
+
+    with scoring_io.engine_for(sql) as engine:   # a bad --db fails before any work
+        if leads is not None:
+            moment = asked or now_utc()
+            inputs = read_export(Path(leads), Path(events) if events else None, options,
+                                 max(clock, moment))
+        else:
+            interim = Path(params.paths.interim)
+            ev_path = Path(events) if events else interim / "events.parquet"
+            moment = asked or parse_moment("score.as_of", params.score.as_of)
+            inputs = read_interim(interim / "leads.parquet",
+                                  ev_path if (events or ev_path.is_file()) else None, options,
+                                  max(clock, moment) if moment is not None else clock,
+                                  validate_events_file=events is not None)
+            if moment is None:
+                moment = data_end(inputs.leads, inputs.events if len(inputs.events) else None)
+        if inputs.events_file is None:
+            log.warning("no events file: behaviour features are empty, so scores rest on lead "
+                        "attributes only and run low for active leads")
+
+        tracking.configure()
+        bundle, ref = load_model(model_uri)
+        leads_hash = tracking.file_hash([inputs.leads_file])
+        events_hash = tracking.file_hash([inputs.events_file]) if inputs.events_file else "none"
+        batch_id = make_batch_id(moment, ref, leads_hash, events_hash)
+        reference = (getattr(bundle, "metadata", None) or {}).get("reference")
+        if not reference:
+            log.info("the model carries no drift reference (metadata['reference']): PSI skipped")
+
+        bar = _ProgressBar(progress)
+        try:
+            scored = score_open_leads(inputs.leads, inputs.events, bundle, fs, moment,
+                                      chunk_size=chunk_size, reference=reference, progress=bar,
+                                      file=str(inputs.leads_file))
+        finally:
+            bar.close()
+        orders = band_orders(bundle)
+        if engine is not None:
+            previous, previous_id = scoring_io.read_previous_sql(engine, sql.table, moment,
+                                                                 list(orders))
+        else:
+            previous, previous_id = scoring_io.select_previous(
+                scoring_io.read_previous_file(paths), batch_id, moment, list(orders))
+        final = finish_table(add_changes(scored.table, previous, orders), moment, orders,
+                             model_version=ref.version, scored_at=stamp, batch_id=batch_id)
+        psi = drift.drift_psi(reference, scored.drift_counts) if reference else {}
+        summary = {
+            "batch_id": batch_id, "as_of": moment.isoformat(), "scored_at": stamp.isoformat(),
+            "model": {"uri": ref.uri, "loaded_uri": ref.loaded_uri, "name": ref.name,
+                      "version": ref.version, "run_id": ref.run_id},
+            "inputs": {"leads": str(inputs.leads_file),
+                       "events": str(inputs.events_file) if inputs.events_file else None,
+                       "leads_hash": leads_hash, "events_hash": events_hash},
+            "previous_batch": previous_id,
+            **batch_summary(final, scored.not_open, inputs, orders, psi),
+            "outputs": {**paths.as_dict(), "sql": sql.shown if sql else None},
+        }
+        if summary["drift_warnings"]:
+            log.warning("drift: PSI above %.2f (a significant shift from the training data) "
+                        "for %s; check the inputs before trusting this batch", drift.PSI_WARN,
+                        ", ".join(f"{k} {psi[k]:.2f}" for k in summary["drift_warnings"]))
+        append = (lambda: scoring_io.append_batch(engine, sql.table, final, batch_id)) \
+            if engine is not None else None
+        with batch_run(summary, chunk_size) as run_id:  # a failed write is a failed run
+            scoring_io.write_batch_files(paths, final, inputs.rejects, inputs.rejects_events,
+                                         then=append)
+        summary["mlflow_run_id"] = run_id
+
+    c = summary["counts"]
+    log.info("score: batch %s as of %s: %d scored, %d not open, %d rejected (of %d) -> %s",
+             batch_id, moment, c["scored"], c["not_open"], c["rejected"], c["input"],
+             ", ".join(v for v in summary["outputs"].values() if v))
+    return summary
+
+
+@contextmanager
+def batch_run(summary: Mapping[str, Any], chunk_size: int) -> Iterator[str]:
+    """One run in the scoring experiment around the writes: tags and params first, metrics
+    and `batch_summary.json` once the outputs are in place (MLflow marks the run failed if
+    the body raises). Yields the run id."""
+    ml = tracking.mlflow()
+    ml.set_experiment(tracking.SCORING_EXPERIMENT)
+    model, inputs, outputs = summary["model"], summary["inputs"], summary["outputs"]
+    with ml.start_run(run_name=f"score-{summary['batch_id']}") as run:
+        ml.set_tags({
+            "stage": "score", "git_commit": tracking.git_commit(),
+            "batch_id": summary["batch_id"], "model_name": model["name"] or "unregistered",
+            "model_version": model["version"], "model_uri": model["uri"],
+            "model_run_id": model["run_id"] or "",
+            "previous_batch": summary["previous_batch"] or "",
+            "drift_warning": ", ".join(summary["drift_warnings"]) or "none",
+            **{f"output.{k}": v for k, v in outputs.items() if v},
+        })
+        tracking.log_params({
+            "as_of": summary["as_of"], "model_uri": model["uri"],
+            "model_name": model["name"] or "unregistered", "model_version": model["version"],
+            "leads_file": inputs["leads"], "events_file": inputs["events"] or "none",
+            "leads_hash": inputs["leads_hash"], "events_hash": inputs["events_hash"],
+            "chunk_size": chunk_size,
+        })
+        yield run.info.run_id
+        ml.log_metrics(batch_metrics(summary))
+        ml.log_dict({**summary, "mlflow_run_id": run.info.run_id}, "batch_summary.json")
+
+
+def counts_table(summary: Mapping[str, Any]) -> Any:
+    """The end-of-batch rich table: where every input lead went, and where the outputs are."""
+    from rich.table import Table
+
+    c = summary["counts"]
+    t = Table(title=f"batch {summary['batch_id']} (as of {summary['as_of']}, model "
+                    f"{summary['model']['name'] or summary['model']['uri']} "
+                    f"v{summary['model']['version']})", show_header=True)
+    t.add_column("leads")
+    t.add_column("count", justify="right")
+    t.add_row("input", f"{c['input']:,}")
+    t.add_row("scored (open)", f"{c['scored']:,}")
+    t.add_row("not open", f"{c['not_open']:,}")
+    for reason, n in c["not_open_by_reason"].items():
+        if n:
+            t.add_row(f"  {reason}", f"{n:,}")
+    t.add_row("rejected", f"{c['rejected']:,}")
+    ok = c["input"] == c["scored"] + c["not_open"] + c["rejected"]
+    t.add_row("input = scored + not open + rejected", "[green]✓[/]" if ok else "[red]✗[/]")
+    if c["events_rejected"]:
+        t.add_row("events rejected", f"{c['events_rejected']:,}")
+    for m, n in summary["movement"].items():
+        t.add_row(f"movement: {m}", f"{n:,}")
+    for name in summary["drift_warnings"]:
+        t.add_row(f"[yellow]drift: {name}[/]", f"PSI {summary['drift'][name]['psi']:.2f}")
+    for k, v in summary["outputs"].items():
+        if v:
+            t.add_row(f"→ {k}", str(v))
+    return t
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -31,6 +31,12 @@ def build_features(
     types present in `events`, so a scoring frame must be reindexed to the training
     columns (`align_features`). Features named in settings.exclude, or derived from an
     excluded lead column, are left out.
+
+    Lead-level mode (leads without `created_at` and a spine without as_of, see
+    `features.snapshots`): there is no lead age and no moment to count events before, so
+    `lead_age_days` and the behaviour columns are left out (behaviour comes from the lead
+    columns passed through as `extra_<col>`), and datetime extras are NaN. Events are then
+    an error.
     """
     for col in ("lead_id", "as_of"):
         if col not in spine.columns:
@@ -47,16 +53,21 @@ def build_features(
     index = spine.index
     as_of = as_datetime_us(spine["as_of"]).to_numpy().view(np.int64)
     parts: list[pd.DataFrame] = [spine]
+    lead_level = "created_at" not in leads.columns and bool(spine["as_of"].isna().all())
 
-    extra: dict[str, np.ndarray] = {}
-    if "created_at" in leads.columns:
-        created = as_datetime_us(leads["created_at"]).to_numpy()[rows]
-        extra["lead_age_days"] = _days_between(as_of, created)
+    if lead_level:
+        if events is not None and len(events):
+            raise ValueError("lead-level leads (no created_at, no as_of) cannot use events: "
+                             "there is no moment to count them before")
     else:
-        extra["lead_age_days"] = np.full(len(spine), np.nan)
-    parts.append(pd.DataFrame(extra, index=index))
-
-    parts.append(behaviour_features(spine, events, settings))
+        extra: dict[str, np.ndarray] = {}
+        if "created_at" in leads.columns:
+            created = as_datetime_us(leads["created_at"]).to_numpy()[rows]
+            extra["lead_age_days"] = _days_between(as_of, created)
+        else:
+            extra["lead_age_days"] = np.full(len(spine), np.nan)
+        parts.append(pd.DataFrame(extra, index=index))
+        parts.append(behaviour_features(spine, events, settings))
 
     fit = fit_features(leads, settings).drop(columns="lead_id")
     fit = fit.take(rows)
@@ -66,7 +77,9 @@ def build_features(
     for name in extra_columns(leads, settings):
         if pd.api.types.is_datetime64_any_dtype(leads[name]):
             values = as_datetime_us(leads[name]).to_numpy()[rows]
-            dated[f"extra_{sanitize(name)}_days"] = _days_between(as_of, values)
+            days = _days_between(as_of, values)
+            dated[f"extra_{sanitize(name)}_days"] = np.full(len(spine), np.nan) \
+                if lead_level else days
     if dated:
         parts.append(pd.DataFrame(dated, index=index))
 

@@ -18,6 +18,13 @@ Snapshots that are not examples, with the status `snapshot_report` counts them u
 A lead counts as converted when `converted == 1` (or, without a `converted` column, when
 converted_at is set); a converted_at on a lead with converted == 0 is ignored.
 Scoring uses the same rules with one as_of for every lead and no label (`scoring_spine`).
+
+Lead-level mode: a leads table without a `created_at` column (an export with one row per
+lead and pre-aggregated behaviour, no timestamps) has no lead age, so each lead is one
+example with no as_of (NaT) and label = converted; the spine has no `age_days` or
+`created_at` column. Scoring takes the leads neither converted nor lost, again with no
+as_of. The end of such data is the export moment `leads.attrs["exported_at"]` (set by
+ingest), see `data_end`.
 """
 
 from __future__ import annotations
@@ -30,6 +37,21 @@ from features.settings import SnapshotSettings
 
 SPINE_COLUMNS = ("lead_id", "as_of", "age_days", "created_at", "label")
 NOT_OPEN_REASONS = ("converted", "lost", "not yet created", "no created_at")
+
+
+def is_lead_level(leads: pd.DataFrame) -> bool:
+    """True for a lead-level table: no `created_at` column (see the module docstring)."""
+    return "created_at" not in leads.columns
+
+
+def _lead_level_spine(leads: pd.DataFrame) -> pd.DataFrame:
+    """One example per lead: `lead_id`, `as_of` (NaT), `label` (converted), input order."""
+    flag, _, _ = _outcome(leads)
+    return pd.DataFrame({
+        "lead_id": leads["lead_id"].reset_index(drop=True),
+        "as_of": pd.Series(pd.NaT, index=range(len(leads)), dtype="datetime64[us]"),
+        "label": flag.astype(np.int8),
+    })
 
 
 def _require(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
@@ -89,8 +111,15 @@ def training_spine(
     (0/1 int8), one row per (lead, age) that is an example, sorted by lead_id then as_of.
 
     `attrs["dropped"]` holds the counts of left-out snapshots by reason
-    (see `snapshot_report`).
+    (see `snapshot_report`). A lead-level table gives `lead_id`, `as_of` (NaT), `label`:
+    one row per lead, nothing dropped.
     """
+    if is_lead_level(leads):
+        _require(leads, ("lead_id",), "leads")
+        spine = _lead_level_spine(leads).sort_values("lead_id", kind="stable")
+        spine = spine.reset_index(drop=True)
+        spine.attrs["dropped"] = {k: 0 for k in _DROP_REASONS}
+        return spine
     cand = _candidates(leads, settings, data_end)
     keep = cand["status"].to_numpy() == "example"
     spine = cand.loc[keep, list(SPINE_COLUMNS)]
@@ -99,17 +128,33 @@ def training_spine(
     return spine
 
 
+_DROP_REASONS = ("censored", "already_converted", "lost", "converted_without_date",
+                 "no_created_at")
+
+
 def _counts(cand: pd.DataFrame) -> dict[str, int]:
     counts = cand["status"].value_counts()
-    return {k: int(counts.get(k, 0)) for k in (
-        "censored", "already_converted", "lost", "converted_without_date", "no_created_at")}
+    return {k: int(counts.get(k, 0)) for k in _DROP_REASONS}
 
 
 def snapshot_report(
     leads: pd.DataFrame, settings: SnapshotSettings, data_end: pd.Timestamp
 ) -> dict:
     """JSON-able counts: candidate snapshots, examples, positives, and drops by reason
-    (plus leads converted without a date)."""
+    (plus leads converted without a date). A lead-level table reports `mode: lead_level`
+    and one example per lead."""
+    if is_lead_level(leads):
+        spine = _lead_level_spine(leads)
+        return {
+            "mode": "lead_level",
+            "candidates": int(len(spine)),
+            "examples": int(len(spine)),
+            "positives": int(spine["label"].sum()),
+            "dropped": {k: 0 for k in _DROP_REASONS},
+            "leads_converted_without_date": 0,
+            "data_end": pd.Timestamp(data_end).isoformat(),
+            "by_age": {},
+        }
     cand = _candidates(leads, settings, data_end)
     ex = cand[cand["status"] == "example"]
     flag, conv_at, _ = _outcome(leads)
@@ -136,12 +181,16 @@ def scoring_spine(
     neither converted nor lost by then (input order). not_open: `lead_id`, `reason` — one of
     'converted' (converted_at <= as_of, or converted without a date), 'lost'
     (lost_at <= as_of), 'not yet created' (created_at > as_of), 'no created_at'.
-    Every input lead is in exactly one of the two frames.
+    Every input lead is in exactly one of the two frames. A lead-level table gives open
+    leads `lead_id`, `as_of` (NaT: no lead age, see the module docstring), not converted
+    and not lost by as_of.
     """
-    _require(leads, ("lead_id", "created_at"), "leads")
     at = pd.Timestamp(as_of)
     if at.tzinfo is not None:
         at = at.tz_convert("UTC").tz_localize(None)
+    if is_lead_level(leads):
+        return _lead_level_open(leads, at)
+    _require(leads, ("lead_id", "created_at"), "leads")
     created = as_datetime_us(leads["created_at"]).reset_index(drop=True)
     flag, conv_at, lost_at = _outcome(leads)
     reason = np.full(len(leads), None, dtype=object)
@@ -164,15 +213,38 @@ def scoring_spine(
     return open_, not_open
 
 
+def _lead_level_open(leads: pd.DataFrame, at: pd.Timestamp) -> tuple[pd.DataFrame,
+                                                                     pd.DataFrame]:
+    _require(leads, ("lead_id",), "leads")
+    flag, conv_at, lost_at = _outcome(leads)
+    reason = np.full(len(leads), None, dtype=object)
+    reason[(lost_at <= at).to_numpy()] = "lost"
+    reason[flag | (conv_at <= at).to_numpy()] = "converted"
+    lead_id = leads["lead_id"].reset_index(drop=True)
+    is_open = pd.isna(reason)
+    open_ = pd.DataFrame({
+        "lead_id": lead_id[is_open].reset_index(drop=True),
+        "as_of": pd.Series(pd.NaT, index=range(int(is_open.sum())), dtype="datetime64[us]"),
+    })
+    not_open = pd.DataFrame({
+        "lead_id": lead_id[~is_open].reset_index(drop=True),
+        "reason": pd.Series(reason[~is_open], dtype="str"),
+    })
+    return open_, not_open
+
+
 def data_end(leads: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.Timestamp:
     """The last moment the data knows about: the latest of created_at, converted_at,
-    lost_at and event timestamps (NaT-safe; raises when there is no date at all)."""
+    lost_at, event timestamps and the export moment `leads.attrs["exported_at"]` (set by
+    ingest for lead-level exports) (NaT-safe; raises when there is no date at all)."""
     stamps = []
     for col in ("created_at", "converted_at", "lost_at"):
         if col in leads.columns:
             stamps.append(as_datetime_us(leads[col]).max())
     if events is not None and "timestamp" in events.columns and len(events):
         stamps.append(as_datetime_us(events["timestamp"]).max())
+    if leads.attrs.get("exported_at"):
+        stamps.append(pd.Timestamp(leads.attrs["exported_at"]))
     stamps = [s for s in stamps if not pd.isna(s)]
     if not stamps:
         raise ValueError("data_end: the leads and events hold no dates")

@@ -101,7 +101,7 @@ def train_all(
     is_train, is_cal = parts == "train", parts == "calibration"
 
     train_rows = frame.loc[is_train]
-    val = validation_slice(train_rows, train.validation_fraction).to_numpy()
+    val = validation_slice(train_rows, train.validation_fraction, seed=train.seed).to_numpy()
     X_tr, y_tr = X_all.loc[is_train], y[is_train]
     lgbm = fit_lightgbm(X_tr.loc[~val], y_tr[~val], X_tr.loc[val], y_tr[val], train.lightgbm,
                         train.seed, early_stopping_rounds=train.early_stopping_rounds)

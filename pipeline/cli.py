@@ -109,6 +109,7 @@ _stage("features", "Build point-in-time training snapshots, their features and t
 _stage("train", "Fit LightGBM, logistic regression and the rules baseline; calibrate; fit bands.")
 _stage("evaluate", "Test-split metrics for every scorer, bands.json, plots and the HTML report.")
 _stage("register", "Log the model to the MLflow registry as challenger; promote it if it beats the champion.")
+_stage("rules", "Manual point rules vs learned points: tables, rules.learned.yaml, plots, summary.")
 
 
 @app.command()

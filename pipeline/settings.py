@@ -170,7 +170,14 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
 
 
 def load_params(path: Path | str = "params.yaml") -> Params:
-    """Read and validate `params.yaml`; a missing or malformed file is a ConfigError."""
+    """Read and validate `params.yaml`; a missing or malformed file is a ConfigError.
+
+    When `source` names a source configuration, its decisions and `params:` overrides are
+    folded in first (`pipeline.sources.effective_params`): `features.exclude` / `.safe` get
+    the columns the config excludes / marks safe, so every stage sees them.
+    """
+    from pipeline.sources import effective_params
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: params file not found (run from the project root or pass --params)")
@@ -178,7 +185,7 @@ def load_params(path: Path | str = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    return parse_params(raw)
+    return parse_params(effective_params(raw))
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -43,9 +43,19 @@ def rule_points(frame: pd.DataFrame, params: Any) -> tuple[pd.Series | None, dic
     from pipeline.stages.features import feature_settings, read_interim
 
     leads, events = read_interim(Path(params.paths.interim))
+    if "created_at" not in leads.columns:  # lead-level export: rules need lead ages/events
+        log.warning("lead-level data (no created_at): the manual-rules baseline is skipped")
+        return None, {}
     _, fs = feature_settings(params)
-    ruleset = load_ruleset(RULES_FILE, leads=leads, events=events, features=frame,
-                           event_groups=fs.event_groups)
+    try:
+        ruleset = load_ruleset(RULES_FILE, leads=leads, events=events, features=frame,
+                               event_groups=fs.event_groups)
+    except ConfigError as err:
+        if params.source == "synthetic":
+            raise
+        log.warning("%s does not fit source %s, so the manual-rules baseline is skipped: %s",
+                    RULES_FILE, params.source, err)
+        return None, {}
     points = score_rules(frame[["lead_id", "as_of"]], leads, events, frame, ruleset)
     return points["total"].set_axis(frame.index), {"rules_file": str(RULES_FILE),
                                                     "n_rules": len(ruleset.rules)}

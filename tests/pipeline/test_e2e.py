@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-COPY = ("pipeline", "features", "models", "dvc.yaml", "params.yaml", "rules.yaml")
+COPY = ("pipeline", "features", "models", "sources", "dvc.yaml", "params.yaml", "rules.yaml")
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
@@ -29,6 +29,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     work.mkdir()
     for name in COPY:
         src = ROOT / name
+        if not src.exists():
+            continue
         if src.is_dir():
             shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:

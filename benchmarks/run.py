@@ -1,0 +1,93 @@
+"""`make bench`: every benchmark in its own process (so peak memory is its own), results and
+the machine they ran on in `reports/bench.json`.
+
+- generate: `leadprop generate` of 1M leads (~30M events at activity 0.5), wall time and
+  peak RSS of the process tree; target < 180 s, < 4 GB.
+- features: training feature build on 1M leads / 30M events (4 snapshot ages);
+  target < 60 s, < 6 GB.
+- score: batch scoring of the open leads among 1M leads / 30M events, end to end and the
+  model-and-reasons part; targets < 90 s, < 6 GB, >= 100,000 leads/s.
+
+`python -m benchmarks.run --leads 100000 --events 3000000` runs a smaller version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))
+    except (OSError, StopIteration):
+        mem_kb = 0
+    return {"cpus": os.cpu_count(), "cpu_model": cpu, "memory_gb": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+def _json_tail(stdout: str) -> dict:
+    start = stdout.index("{")
+    return json.loads(stdout[start:])
+
+
+def _run(code: str) -> dict:
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-2000:]}
+    return _json_tail(proc.stdout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="leadprop benchmarks -> reports/bench.json")
+    parser.add_argument("--leads", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=30_000_000)
+    parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
+    parser.add_argument("--only", choices=("generate", "features", "score"), action="append")
+    args = parser.parse_args(argv)
+    which = args.only or ["generate", "features", "score"]
+    results: dict = {"machine": machine(), "leads": args.leads, "events": args.events}
+    with tempfile.TemporaryDirectory() as tmp:
+        if "generate" in which:
+            print(f"generate: {args.leads:,} leads ...", flush=True)
+            results["generate"] = _run(
+                "import json, pathlib;"
+                "from benchmarks.bench_generate import bench;"
+                f"print(json.dumps(bench({args.leads}, 42, pathlib.Path({tmp!r}) / 'gen')))"
+            )
+        if "features" in which:
+            print(f"features: {args.leads:,} leads / {args.events:,} events ...", flush=True)
+            results["features"] = _run(
+                "from benchmarks.bench_features import main;"
+                f"main(['--leads', '{args.leads}', '--events', '{args.events}'])"
+            )
+        if "score" in which:
+            print(f"score: {args.leads:,} leads / {args.events:,} events ...", flush=True)
+            results["score"] = _run(
+                "from benchmarks.bench_score import main;"
+                f"main(['--leads', '{args.leads}', '--events', '{args.events}'])"
+            )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(results, indent=2))
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.bench_features import _peak_rss_mb, _reset_peak_rss, _status_mb
 from features.settings import FeatureSettings
 
 STAND_IN_PARAMS: dict[str, Any] = {
@@ -37,31 +37,6 @@ STAND_IN_PARAMS: dict[str, Any] = {
             {"name": "SQL", "top_share": 0.02}]},
     },
 }
-
-
-def _proc_mb(field: str) -> float | None:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_mb() -> float:
-    hwm = _proc_mb("VmHWM")
-    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def stand_in_model(leads: pd.DataFrame, events: pd.DataFrame, settings: FeatureSettings,
@@ -107,8 +82,8 @@ def bench(leads: pd.DataFrame, events: pd.DataFrame, bundle: Any, settings: Feat
     from pipeline.stages.score import score_open_leads
 
     at = pd.Timestamp(as_of) if as_of is not None else data_end(leads, events)
-    reset = _reset_peak()
-    rss_start = _proc_mb("VmRSS")
+    reset = _reset_peak_rss()
+    rss_start = _status_mb("VmRSS")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     scored = score_open_leads(leads, events, bundle, settings, at, chunk_size=chunk_size,
@@ -130,7 +105,7 @@ def bench(leads: pd.DataFrame, events: pd.DataFrame, bundle: Any, settings: Feat
         "reasons_seconds": round(timings["reasons"], 2),
         "leads_per_second": round(n / model_reasons) if model_reasons > 0 else None,
         "leads_per_second_total": round(n / wall) if wall > 0 else None,
-        "peak_rss_mb": round(_peak_mb(), 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
         "peak_rss_covers": "scoring only" if reset else "whole process",
         "rss_at_start_mb": round(rss_start, 1) if rss_start is not None else None,
     }

@@ -38,7 +38,9 @@ class ScoringBundle:
         """Raise InputError naming the model's features the frame lacks."""
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
-            shown = ", ".join(missing[:15]) + (f" (and {len(missing) - 15} more)" if len(missing) > 15 else "")
+            shown = ", ".join(missing[:15]) + (
+                f" (and {len(missing) - 15} more)" if len(missing) > 15 else ""
+            )
             raise InputError(
                 f"the input lacks {len(missing)} of the model's {len(self.features)} feature "
                 f"columns: {shown}. Build features with the same `features` settings the model "
@@ -74,7 +76,9 @@ class ScoringBundle:
         """`propensity`, `score` (1-99), one column per band set (`temperature`,
         `lifecycle_stage`), in input order."""
         p = self.propensity(frame)
-        out = pd.DataFrame({"propensity": p, "score": score_1_99(p).astype("int64")}, index=frame.index)
+        out = pd.DataFrame(
+            {"propensity": p, "score": score_1_99(p).astype("int64")}, index=frame.index
+        )
         for name, fitted in self.bands.items():
             out[band_column(name)] = apply_bands(p, fitted)
         return out
@@ -93,19 +97,24 @@ class ScoringBundle:
                 cols.append(values.to_numpy(dtype="float64", na_value=np.nan))
         return np.ascontiguousarray(np.column_stack(cols))
 
-    def score_frame(self, frame: pd.DataFrame, reasons: bool = True, n_for: int = 3,
-                    n_against: int = 2) -> pd.DataFrame:
+    def score_frame(
+        self, frame: pd.DataFrame, reasons: bool = True, n_for: int = 3, n_against: int = 2
+    ) -> pd.DataFrame:
         """`predict_frame` plus `reasons`, from one pass over the trees: each lead's leaves
         give both its contributions and (their sum + bias) its raw score."""
         X = self.matrix(frame)
         contrib = path_contributions(self.model.booster_, self.array(X), self._paths())
         raw = contrib.sum(axis=1) + self._paths().bias
         p = self.calibrator.predict(1.0 / (1.0 + np.exp(-raw)))
-        out = pd.DataFrame({"propensity": p, "score": score_1_99(p).astype("int64")}, index=frame.index)
+        out = pd.DataFrame(
+            {"propensity": p, "score": score_1_99(p).astype("int64")}, index=frame.index
+        )
         for name, fitted in self.bands.items():
             out[band_column(name)] = apply_bands(p, fitted)
         if reasons:
-            out["reasons"] = top_reasons(contrib, X, self.features, n_for=n_for, n_against=n_against)
+            out["reasons"] = top_reasons(
+                contrib, X, self.features, n_for=n_for, n_against=n_against
+            )
         return out
 
     def _paths(self) -> PathTable:
@@ -146,8 +155,16 @@ def model_input(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     out = {}
     for col in columns:
         values = frame[col]
-        if isinstance(values.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(values):
-            out[col] = values.astype("object").where(values.notna(), None).astype("string").fillna("unknown").astype(str)
+        if isinstance(values.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(
+            values
+        ):
+            out[col] = (
+                values.astype("object")
+                .where(values.notna(), None)
+                .astype("string")
+                .fillna("unknown")
+                .astype(str)
+            )
         else:
             out[col] = values.astype("float64")
     return pd.DataFrame(out, index=frame.index)

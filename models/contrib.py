@@ -33,7 +33,9 @@ class PathTable:
     num_iteration: int
 
 
-def path_table(booster: lgb.Booster, n_features: int, num_iteration: int | None = None) -> PathTable:
+def path_table(
+    booster: lgb.Booster, n_features: int, num_iteration: int | None = None
+) -> PathTable:
     """Walk every tree once and tabulate each leaf's per-feature contributions."""
     dump = booster.dump_model(num_iteration=num_iteration or -1)
     rows: list[int] = []
@@ -57,7 +59,10 @@ def path_table(booster: lgb.Booster, n_features: int, num_iteration: int | None 
                 child = node[side]
                 is_leaf = "leaf_index" in child
                 value = child["leaf_value"] if is_leaf else child["internal_value"]
-                step = [*path, (int(node["split_feature"]), float(value) - float(node["internal_value"]))]
+                step = [
+                    *path,
+                    (int(node["split_feature"]), float(value) - float(node["internal_value"])),
+                ]
                 if is_leaf:
                     for feature, delta in step:
                         rows.append(start + int(child["leaf_index"]))
@@ -69,8 +74,9 @@ def path_table(booster: lgb.Booster, n_features: int, num_iteration: int | None 
     table = sp.csr_matrix((vals, (rows, cols)), shape=(start, n_features), dtype=np.float64)
     table.sum_duplicates()
     used = len(dump["tree_info"])
-    return PathTable(table=table, offsets=np.asarray(offsets, dtype=np.int64), bias=bias,
-                     num_iteration=used)
+    return PathTable(
+        table=table, offsets=np.asarray(offsets, dtype=np.int64), bias=bias, num_iteration=used
+    )
 
 
 def path_contributions(booster: lgb.Booster, X, table: PathTable) -> np.ndarray:  # noqa: ANN001
@@ -80,6 +86,7 @@ def path_contributions(booster: lgb.Booster, X, table: PathTable) -> np.ndarray:
         leaves = leaves[:, None]
     n, t = leaves.shape
     index = (leaves.astype(np.int64) + table.offsets[None, :t]).ravel()
-    hits = sp.csr_matrix((np.ones(index.size), index, np.arange(0, n * t + 1, t)),
-                         shape=(n, table.table.shape[0]))
+    hits = sp.csr_matrix(
+        (np.ones(index.size), index, np.arange(0, n * t + 1, t)), shape=(n, table.table.shape[0])
+    )
     return np.asarray((hits @ table.table).todense())

@@ -36,20 +36,30 @@ EVENT_PHRASES = {
     "careers_view": ("looked at the careers page", "careers-page views"),
 }
 GROUP_PHRASES = {
-    "research": "research actions", "pricing": "pricing actions",
+    "research": "research actions",
+    "pricing": "pricing actions",
     "ready_to_buy": "ready-to-buy actions (demo, quote, consultation, chat)",
-    "email": "email interactions", "negative": "negative signals (unsubscribe, careers page)",
+    "email": "email interactions",
+    "negative": "negative signals (unsubscribe, careers page)",
 }
 FIT_LABELS = {
-    "fit_seniority": "seniority", "fit_function": "job function",
-    "fit_company_size_bucket": "company size", "fit_industry": "industry",
-    "fit_country": "country", "fit_region": "region", "fit_source": "lead source",
-    "fit_budget": "stated budget", "fit_need": "stated need", "fit_timeframe": "purchase timeframe",
+    "fit_seniority": "seniority",
+    "fit_function": "job function",
+    "fit_company_size_bucket": "company size",
+    "fit_industry": "industry",
+    "fit_country": "country",
+    "fit_region": "region",
+    "fit_source": "lead source",
+    "fit_budget": "stated budget",
+    "fit_need": "stated need",
+    "fit_timeframe": "purchase timeframe",
     "fit_email_local_kind": "email address shape",
 }
 DOMAIN_PHRASES = {
-    "free_mail": "free-mail address", "corporate": "corporate email address",
-    "disposable": "disposable email address", "invalid": "invalid email address",
+    "free_mail": "free-mail address",
+    "corporate": "corporate email address",
+    "disposable": "disposable email address",
+    "invalid": "invalid email address",
     "unknown": "no email address",
 }
 _WINDOW = re.compile(r"^(?P<stem>.+)_(?P<w>\d+d|all)$")
@@ -72,17 +82,21 @@ def describe(feature: str, value: object) -> str:
         slug, w = m["stem"][4:], m["w"]
         verb, noun = EVENT_PHRASES.get(slug, (f"had '{slug}' events", f"'{slug}' events"))
         n = 0 if missing else float(value)
-        return f"{verb} {_times(n)} {_window_words(w)}" if n > 0 else f"no {noun} {_window_words(w)}"
+        return (
+            f"{verb} {_times(n)} {_window_words(w)}" if n > 0 else f"no {noun} {_window_words(w)}"
+        )
     if m and feature.startswith("grp_"):
         group, w = m["stem"][4:], m["w"]
         n = 0 if missing else int(round(float(value)))
         return f"{n} {GROUP_PHRASES.get(group, group + ' actions')} {_window_words(w)}"
     if m and feature.startswith(("events_", "sessions_", "active_days_")):
-        kind = {"events": "activities", "sessions": "visits", "active": "active days"}[feature.split("_")[0]]
+        kind = {"events": "activities", "sessions": "visits", "active": "active days"}[
+            feature.split("_")[0]
+        ]
         n = 0 if missing else int(round(float(value)))
         return f"{n} {kind} {_window_words(m['w'])}"
     if feature.startswith("days_since_last_"):
-        what = feature[len("days_since_last_"):]
+        what = feature[len("days_since_last_") :]
         what = GROUP_PHRASES.get(what, what.replace("_", " "))
         return f"no {what} yet" if missing else f"last {what} {float(value):.0f} days ago"
     if feature == "days_since_first_activity":
@@ -96,14 +110,18 @@ def describe(feature: str, value: object) -> str:
             return "no recent trend"
         return "activity picking up" if float(value) > 0 else "activity fading"
     if feature.startswith("email_") and feature.endswith("_rate"):
-        what = feature[len("email_"):-len("_rate")].replace("_", "-")
+        what = feature[len("email_") : -len("_rate")].replace("_", "-")
         return "no marketing emails yet" if missing else f"email {what} rate {float(value):.0%}"
     if feature == "fit_email_domain_type":
         return DOMAIN_PHRASES.get(str(value), f"email domain: {value}")
     if feature == "fit_bant_answered":
         return "" if missing else f"answered {int(float(value))} of 3 qualifying questions"
     if feature == "fit_log_company_size":
-        return "company size unknown" if missing else f"company of about {math.expm1(float(value)):,.0f} employees"
+        return (
+            "company size unknown"
+            if missing
+            else f"company of about {math.expm1(float(value)):,.0f} employees"
+        )
     if feature.endswith("_rank") and feature.startswith("fit_"):
         return ""  # the category itself is described by its own column
     if feature in FIT_LABELS:
@@ -112,8 +130,14 @@ def describe(feature: str, value: object) -> str:
     return f"{name}: {'unknown' if missing else value}"
 
 
-def top_reasons(contrib: np.ndarray, values: pd.DataFrame, features: Sequence[str],
-                n_for: int = 3, n_against: int = 2, min_abs: float = 0.05) -> list[str]:
+def top_reasons(
+    contrib: np.ndarray,
+    values: pd.DataFrame,
+    features: Sequence[str],
+    n_for: int = 3,
+    n_against: int = 2,
+    min_abs: float = 0.05,
+) -> list[str]:
     """Per row, the `n_for` largest positive and `n_against` most negative contributions as
     "+ reason; + reason; − reason" (contributions below `min_abs` log-odds are skipped).
 
@@ -139,8 +163,10 @@ def top_reasons(contrib: np.ndarray, values: pd.DataFrame, features: Sequence[st
                 columns[j] = values[features[j]].to_numpy(dtype=object)
             col = columns[j][rows_j]
             codes, uniques = pd.factorize(pd.Series(col, dtype=object), use_na_sentinel=True)
-            phrases = np.array([describe(features[j], u) for u in uniques] + [describe(features[j], None)],
-                               dtype=object)
+            phrases = np.array(
+                [describe(features[j], u) for u in uniques] + [describe(features[j], None)],
+                dtype=object,
+            )
             said = phrases[codes]  # code -1 (missing) picks the last entry
             text[rows_j] = np.where(said != "", mark + said.astype(str), "")
         texts.append(text)
@@ -153,7 +179,9 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = min(k, m)
     if k == 0:
         return np.zeros((n, 0), dtype=np.int64)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    part = (
+        np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < m else np.tile(np.arange(m), (n, 1))
+    )
     part = np.sort(part, axis=1)  # stable tie-break by column index
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")

@@ -46,9 +46,13 @@ class TrainResult:
 
 def categorical_columns(frame: pd.DataFrame, features: Sequence[str]) -> list[str]:
     """Feature columns that are categorical (category, string or object dtype)."""
-    return [c for c in features
-            if isinstance(frame[c].dtype, pd.CategoricalDtype)
-            or pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object]
+    return [
+        c
+        for c in features
+        if isinstance(frame[c].dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(frame[c])
+        or frame[c].dtype == object
+    ]
 
 
 def check_positives(y: np.ndarray, parts: np.ndarray, settings: TrainSettings) -> dict[str, int]:
@@ -94,8 +98,9 @@ def train_all(
     cats = categorical_columns(frame, features)
     numeric = [c for c in features if c not in cats]
     X_all, categories = prepare_categories(frame.loc[parts == "train", features], cats)
-    X_all = pd.concat([X_all, prepare_categories(frame.loc[parts != "train", features], cats,
-                                                 categories)[0]]).loc[frame.index]
+    X_all = pd.concat(
+        [X_all, prepare_categories(frame.loc[parts != "train", features], cats, categories)[0]]
+    ).loc[frame.index]
     for col in numeric:
         X_all[col] = X_all[col].astype("float64")
     is_train, is_cal = parts == "train", parts == "calibration"
@@ -103,10 +108,23 @@ def train_all(
     train_rows = frame.loc[is_train]
     val = validation_slice(train_rows, train.validation_fraction, seed=train.seed).to_numpy()
     X_tr, y_tr = X_all.loc[is_train], y[is_train]
-    lgbm = fit_lightgbm(X_tr.loc[~val], y_tr[~val], X_tr.loc[val], y_tr[val], train.lightgbm,
-                        train.seed, early_stopping_rounds=train.early_stopping_rounds)
-    logreg = make_logreg(numeric, cats, train.logreg.C, train.seed,
-                         min_frequency=train.logreg.min_frequency, max_iter=train.logreg.max_iter)
+    lgbm = fit_lightgbm(
+        X_tr.loc[~val],
+        y_tr[~val],
+        X_tr.loc[val],
+        y_tr[val],
+        train.lightgbm,
+        train.seed,
+        early_stopping_rounds=train.early_stopping_rounds,
+    )
+    logreg = make_logreg(
+        numeric,
+        cats,
+        train.logreg.C,
+        train.seed,
+        min_frequency=train.logreg.min_frequency,
+        max_iter=train.logreg.max_iter,
+    )
     logreg.fit(X_tr, y_tr)
 
     raw = {"lightgbm": lgbm.predict_proba(X_all)[:, 1], "logreg": logreg.predict_proba(X_all)[:, 1]}
@@ -115,17 +133,23 @@ def train_all(
         raw["rules"] = rule_points.to_numpy(dtype="float64")
         kinds["rules"] = "score"
     calibrators = {
-        name: fit_calibrator(scores[is_cal], y[is_cal], calibration, seed=train.seed,
-                             input_kind=kinds[name])
+        name: fit_calibrator(
+            scores[is_cal], y[is_cal], calibration, seed=train.seed, input_kind=kinds[name]
+        )
         for name, scores in raw.items()
     }
     calibrated = {name: calibrators[name].predict(scores) for name, scores in raw.items()}
 
     cal_rows = frame.loc[is_cal]
-    per_week = (estimate_leads_per_week(cal_rows["created_at"], cal_rows["lead_id"])
-                if "created_at" in frame.columns and cal_rows["created_at"].notna().all() else None)
+    per_week = (
+        estimate_leads_per_week(cal_rows["created_at"], cal_rows["lead_id"])
+        if "created_at" in frame.columns and cal_rows["created_at"].notna().all()
+        else None
+    )
     fitted: dict[str, FittedBands] = {
-        name: fit_bands(calibrated["lightgbm"][is_cal], y[is_cal], band_set, leads_per_week=per_week)
+        name: fit_bands(
+            calibrated["lightgbm"][is_cal], y[is_cal], band_set, leads_per_week=per_week
+        )
         for name, band_set in bands.items()
     }
     for name, fb in fitted.items():
@@ -133,8 +157,13 @@ def train_all(
             log.warning("bands.%s: %s", name, message)
 
     bundle = ScoringBundle(
-        features=features, categories=categories, model=lgbm, calibrator=calibrators["lightgbm"],
-        bands=fitted, horizon_days=horizon_days, groups=dict(groups or {}),
+        features=features,
+        categories=categories,
+        model=lgbm,
+        calibrator=calibrators["lightgbm"],
+        bands=fitted,
+        horizon_days=horizon_days,
+        groups=dict(groups or {}),
         metadata={"best_iteration": int(lgbm.best_iteration_ or lgbm.n_estimators)},
     )
     keep = [c for c in ("lead_id", "as_of", "created_at", "age_days") if c in frame.columns]
@@ -145,16 +174,29 @@ def train_all(
         predictions[f"raw_{name}"] = raw[name]
         predictions[f"p_{name}"] = calibrated[name]
     summary = {
-        "split": {"method": result.method, "warning": result.warning,
-                  "rows": result.counts(), "positives": counts,
-                  "leads": {part: int(frame.loc[parts == part, "lead_id"].nunique())
-                            for part in ("train", "calibration", "test")}},
+        "split": {
+            "method": result.method,
+            "warning": result.warning,
+            "rows": result.counts(),
+            "positives": counts,
+            "leads": {
+                part: int(frame.loc[parts == part, "lead_id"].nunique())
+                for part in ("train", "calibration", "test")
+            },
+        },
         "features": {"n": len(features), "categorical": cats},
-        "lightgbm": {"best_iteration": bundle.metadata["best_iteration"],
-                     "validation_rows": int(val.sum())},
+        "lightgbm": {
+            "best_iteration": bundle.metadata["best_iteration"],
+            "validation_rows": int(val.sum()),
+        },
         "calibration": {name: c.summary() for name, c in calibrators.items()},
         "bands": {name: fb.to_dict() for name, fb in fitted.items()},
         "leads_per_week": per_week,
     }
-    return TrainResult(bundle=bundle, logreg=logreg, calibrators=calibrators,
-                       predictions=predictions, summary=summary)
+    return TrainResult(
+        bundle=bundle,
+        logreg=logreg,
+        calibrators=calibrators,
+        predictions=predictions,
+        summary=summary,
+    )

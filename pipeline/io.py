@@ -67,7 +67,9 @@ def write_json(path: Path | str, payload: Any) -> Path:
     """Write JSON atomically; NaN/inf become null, numpy scalars plain numbers."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_jsonable(payload), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps(_jsonable(payload), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
     return path
 
 

@@ -29,14 +29,33 @@ from models.settings import (
 from pipeline.errors import ConfigError
 
 KNOWN_SECTIONS = (
-    "paths", "source", "generate", "ingest", "snapshots", "label", "features", "split",
-    "train", "calibration", "bands", "register", "score", "rules",
+    "paths",
+    "source",
+    "generate",
+    "ingest",
+    "snapshots",
+    "label",
+    "features",
+    "split",
+    "train",
+    "calibration",
+    "bands",
+    "register",
+    "score",
+    "rules",
 )
 
 
 INGEST_KEYS = (
-    "now", "delimiter", "encoding", "decimal", "date_format", "na_values", "dayfirst",
-    "max_bad_share", "max_reject_share",
+    "now",
+    "delimiter",
+    "encoding",
+    "decimal",
+    "date_format",
+    "na_values",
+    "dayfirst",
+    "max_bad_share",
+    "max_reject_share",
 )
 
 
@@ -56,7 +75,9 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
     ok = ok and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"`{name}` must be {'an integer' if integer else 'a number'} {bound}; got {value!r}")
+        raise ConfigError(
+            f"`{name}` must be {'an integer' if integer else 'a number'} {bound}; got {value!r}"
+        )
     return value
 
 
@@ -82,7 +103,9 @@ class RegisterSettings:
 
     def __post_init__(self) -> None:
         if not self.model_name or not isinstance(self.model_name, str):
-            raise ConfigError(f"`register.model_name` must be a non-empty string; got {self.model_name!r}")
+            raise ConfigError(
+                f"`register.model_name` must be a non-empty string; got {self.model_name!r}"
+            )
         _positive("register.auc_tolerance", self.auc_tolerance, allow_zero=True)
 
 
@@ -180,7 +203,9 @@ def load_params(path: Path | str = "params.yaml") -> Params:
 
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"{path}: params file not found (run from the project root or pass --params)")
+        raise ConfigError(
+            f"{path}: params file not found (run from the project root or pass --params)"
+        )
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:

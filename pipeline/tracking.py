@@ -43,14 +43,17 @@ def configure() -> str:
 
 
 def git_commit(cwd: Path | None = None) -> str:
-    """The current git commit, with `-dirty` when the work tree has changes; 'unknown' outside git."""
+    """The current git commit (`-dirty` when the work tree has changes); 'unknown' outside git."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, text=True, check=True,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -77,7 +80,7 @@ def log_params(params: Mapping[str, Any]) -> None:
     items = {k: str(v)[:6000] for k, v in params.items()}
     keys = sorted(items)
     for start in range(0, len(keys), 90):
-        ml.log_params({k: items[k] for k in keys[start:start + 90]})
+        ml.log_params({k: items[k] for k in keys[start : start + 90]})
 
 
 def registered_version(client: Any, name: str, alias: str) -> Any | None:
@@ -88,8 +91,12 @@ def registered_version(client: Any, name: str, alias: str) -> Any | None:
         return None
 
 
-def log_bundle_model(bundle_path: Path, input_example: Any, output_example: Any,
-                     registered_model_name: str | None = None) -> Any:
+def log_bundle_model(
+    bundle_path: Path,
+    input_example: Any,
+    output_example: Any,
+    registered_model_name: str | None = None,
+) -> Any:
     """Log the scoring bundle (features list + model + calibrator + bands) as one pyfunc
     model in the active run, optionally registering it; returns MLflow's ModelInfo."""
     ml = mlflow()
@@ -102,7 +109,10 @@ def log_bundle_model(bundle_path: Path, input_example: Any, output_example: Any,
         name="model",
         python_model=LeadPropensityModel(),
         artifacts={"bundle": str(bundle_path)},
-        code_paths=[str(project_root / "models"), str(project_root / "pipeline" / "pyfunc_model.py")],
+        code_paths=[
+            str(project_root / "models"),
+            str(project_root / "pipeline" / "pyfunc_model.py"),
+        ],
         signature=infer_signature(input_example, output_example),
         input_example=input_example,
         registered_model_name=registered_model_name,

@@ -32,21 +32,33 @@ from pipeline.io import read_json, write_json, write_with
 from pipeline.report import ReportContext, render_plots, render_report
 
 log = logging.getLogger(__name__)
-CURVES = {"roc": roc_curve_frame, "pr": pr_curve_frame, "calibration": calibration_frame,
-          "gains": gains_frame}
-PLOT_FILES = {"roc": "roc.csv", "pr": "pr.csv", "calibration": "calibration.csv",
-              "gains": "gains.csv"}
+CURVES = {
+    "roc": roc_curve_frame,
+    "pr": pr_curve_frame,
+    "calibration": calibration_frame,
+    "gains": gains_frame,
+}
+PLOT_FILES = {
+    "roc": "roc.csv",
+    "pr": "pr.csv",
+    "calibration": "calibration.csv",
+    "gains": "gains.csv",
+}
 
 
 def attach_truth(predictions: pd.DataFrame, truth: pd.DataFrame | None) -> pd.DataFrame:
     """Add `p_truth` (NaN where the generator has no row) by (lead_id, as_of)."""
     if truth is None:
         return predictions
-    t = truth.assign(lead_id=truth["lead_id"].astype(str),
-                     as_of=pd.to_datetime(truth["as_of"]).astype("datetime64[us]"))
+    t = truth.assign(
+        lead_id=truth["lead_id"].astype(str),
+        as_of=pd.to_datetime(truth["as_of"]).astype("datetime64[us]"),
+    )
     t = t.drop_duplicates(["lead_id", "as_of"])[["lead_id", "as_of", "p_true"]]
-    p = predictions.assign(as_of=pd.to_datetime(predictions["as_of"]).astype("datetime64[us]"),
-                           lead_id=predictions["lead_id"].astype(str))
+    p = predictions.assign(
+        as_of=pd.to_datetime(predictions["as_of"]).astype("datetime64[us]"),
+        lead_id=predictions["lead_id"].astype(str),
+    )
     merged = p.merge(t, on=["lead_id", "as_of"], how="left", validate="one_to_one")
     return merged.rename(columns={"p_true": "p_truth"}).set_index(predictions.index)
 
@@ -62,8 +74,12 @@ def test_metrics(test: pd.DataFrame) -> dict[str, dict[str, float]]:
     for scorer in scorers_of(test):
         p = test[f"p_{scorer}"].to_numpy(dtype=float)
         if np.isnan(p).any():
-            log.warning("%s: %d test snapshots have no score; %s is left out of the metrics",
-                        scorer, int(np.isnan(p).sum()), scorer)
+            log.warning(
+                "%s: %d test snapshots have no score; %s is left out of the metrics",
+                scorer,
+                int(np.isnan(p).sum()),
+                scorer,
+            )
             continue
         out[scorer] = evaluate_scores(y, p)
     return out
@@ -72,29 +88,41 @@ def test_metrics(test: pd.DataFrame) -> dict[str, dict[str, float]]:
 def bands_report(bundle: ScoringBundle, predictions: pd.DataFrame, band_params: Mapping) -> dict:
     """bands.json: per band set its policy and, per band, cutoff, promise and observed
     conversion on the calibration and test splits with Wilson intervals."""
-    out: dict[str, Any] = {"score_meaning": "score = round(100 x propensity), clipped to 1..99",
-                           "band_sets": {}}
+    out: dict[str, Any] = {
+        "score_meaning": "score = round(100 x propensity), clipped to 1..99",
+        "band_sets": {},
+    }
     cal = predictions[predictions["split"] == "calibration"]
     test = predictions[predictions["split"] == "test"]
     for name, fitted in bundle.bands.items():
-        tables = {split: band_table(frame["p_lightgbm"], frame["label"], fitted)
-                  for split, frame in (("calibration", cal), ("test", test))}
+        tables = {
+            split: band_table(frame["p_lightgbm"], frame["label"], fitted)
+            for split, frame in (("calibration", cal), ("test", test))
+        }
         bands = []
         for i, band in enumerate(fitted.bands):
-            row = {"name": band.name, "min_propensity": band.min_propensity,
-                   "min_score": int(round(100 * band.min_propensity)) if i else 1,
-                   "promised_conversion": tables["test"][i]["promised_conversion"],
-                   "target_kind": band.target_kind, "target": band.target,
-                   "feasible": band.feasible}
+            row = {
+                "name": band.name,
+                "min_propensity": band.min_propensity,
+                "min_score": int(round(100 * band.min_propensity)) if i else 1,
+                "promised_conversion": tables["test"][i]["promised_conversion"],
+                "target_kind": band.target_kind,
+                "target": band.target,
+                "feasible": band.feasible,
+            }
             for split, table in tables.items():
                 t = table[i]
                 row[split] = {k: t[k] for k in ("n", "conversions", "rate", "ci_low", "ci_high")}
             bands.append(row)
         policy = getattr(band_params.get(name), "policy", None)
-        out["band_sets"][name] = {"policy": policy, "conversion_rule": fitted.conversion_rule,
-                                  "leads_per_week": fitted.leads_per_week,
-                                  "feasible": fitted.feasible, "notes": fitted.messages,
-                                  "bands": bands}
+        out["band_sets"][name] = {
+            "policy": policy,
+            "conversion_rule": fitted.conversion_rule,
+            "leads_per_week": fitted.leads_per_week,
+            "feasible": fitted.feasible,
+            "notes": fitted.messages,
+            "bands": bands,
+        }
     return out
 
 
@@ -103,49 +131,79 @@ def importance(bundle: ScoringBundle, frame: pd.DataFrame, max_rows: int = 20_00
     sample = frame.sample(n=min(max_rows, len(frame)), random_state=0) if len(frame) else frame
     contrib = bundle.contributions(sample).drop(columns="bias")
     mean_abs = contrib.abs().mean().sort_values(ascending=False)
-    return pd.DataFrame({"feature": mean_abs.index,
-                         "group": [bundle.groups.get(f, "other") for f in mean_abs.index],
-                         "mean_abs_contribution": mean_abs.to_numpy()})
+    return pd.DataFrame(
+        {
+            "feature": mean_abs.index,
+            "group": [bundle.groups.get(f, "other") for f in mean_abs.index],
+            "mean_abs_contribution": mean_abs.to_numpy(),
+        }
+    )
 
 
-def run(bundle: ScoringBundle, predictions: pd.DataFrame, features: pd.DataFrame,
-        summary: dict, params: Any, leakage: dict | None, truth: pd.DataFrame | None) -> dict:
+def run(
+    bundle: ScoringBundle,
+    predictions: pd.DataFrame,
+    features: pd.DataFrame,
+    summary: dict,
+    params: Any,
+    leakage: dict | None,
+    truth: pd.DataFrame | None,
+) -> dict:
     """Everything the stage writes, computed in memory (no IO)."""
     preds = attach_truth(predictions, truth)
     test = preds[preds["split"] == "test"]
     metrics = test_metrics(test)
-    curves = {kind: {s: fn(test["label"], test[f"p_{s}"]) for s in metrics}
-              for kind, fn in CURVES.items()}
+    curves = {
+        kind: {s: fn(test["label"], test[f"p_{s}"]) for s in metrics} for kind, fn in CURVES.items()
+    }
     bands = bands_report(bundle, preds, params.bands)
     test_features = features.loc[predictions.index[predictions["split"] == "test"]]
     imp = importance(bundle, test_features)
-    group_imp = (imp.groupby("group")["mean_abs_contribution"].sum()
-                 .sort_values(ascending=False))
+    group_imp = imp.groupby("group")["mean_abs_contribution"].sum().sort_values(ascending=False)
     cal = summary["calibration"]["lightgbm"]
     flat = {f"test.{s}.{k}": v for s, m in metrics.items() for k, v in m.items()}
     flat["calibration.lightgbm.ece_before"] = cal["ece_before"]
     flat["calibration.lightgbm.ece_after"] = cal["ece_after"]
     if "truth" in metrics:
-        flat["test.lightgbm.auc_share_of_truth"] = metrics["lightgbm"]["roc_auc"] / metrics["truth"]["roc_auc"]
+        flat["test.lightgbm.auc_share_of_truth"] = (
+            metrics["lightgbm"]["roc_auc"] / metrics["truth"]["roc_auc"]
+        )
     notes = [summary["split"]["warning"]] if summary["split"].get("warning") else []
     for name, b in bands["band_sets"].items():
         notes += [f"{name}: {m}" for m in b["notes"]]
     ctx = ReportContext(
         title="leadprop — lead propensity model report",
-        subtitle=(f"horizon {bundle.horizon_days} days · data up to {summary.get('data_end', '?')[:10]}"
-                  f" · {summary['split']['leads']['test']:,} test leads "
-                  f"({summary['split']['rows']['test']:,} snapshots)"),
-        metrics=metrics, curves=curves,
-        bands={n: {"policy": b["policy"], "bands": b["bands"], "notes": b["notes"]}
-               for n, b in bands["band_sets"].items()},
+        subtitle=(
+            f"horizon {bundle.horizon_days} days · data up to {summary.get('data_end', '?')[:10]}"
+            f" · {summary['split']['leads']['test']:,} test leads "
+            f"({summary['split']['rows']['test']:,} snapshots)"
+        ),
+        metrics=metrics,
+        curves=curves,
+        bands={
+            n: {"policy": b["policy"], "bands": b["bands"], "notes": b["notes"]}
+            for n, b in bands["band_sets"].items()
+        },
         leakage=leakage,
-        calibration_summary={"method": cal["method"], "ece_before": cal["ece_before"],
-                             "ece_after": cal["ece_after"]},
-        feature_importance=imp, notes=notes,
+        calibration_summary={
+            "method": cal["method"],
+            "ece_before": cal["ece_before"],
+            "ece_after": cal["ece_after"],
+        },
+        feature_importance=imp,
+        notes=notes,
     )
     plots = render_plots(ctx)
-    return {"metrics": metrics, "flat": flat, "curves": curves, "bands": bands, "plots": plots,
-            "html": render_report(ctx, plots), "importance": imp, "group_importance": group_imp}
+    return {
+        "metrics": metrics,
+        "flat": flat,
+        "curves": curves,
+        "bands": bands,
+        "plots": plots,
+        "html": render_report(ctx, plots),
+        "importance": imp,
+        "group_importance": group_imp,
+    }
 
 
 def _plot_csv(curves: dict[str, dict[str, pd.DataFrame]], kind: str) -> pd.DataFrame:
@@ -160,39 +218,59 @@ def from_params(params: Any) -> dict:
     summary = read_json(mdir / "summary.json")
     features = pd.read_parquet(Path(params.paths.features) / "train.parquet")
     truth_path = Path(params.paths.raw) / "truth.csv"
-    truth = pd.read_csv(truth_path) if truth_path.exists() and params.source == "synthetic" else None
+    truth = (
+        pd.read_csv(truth_path) if truth_path.exists() and params.source == "synthetic" else None
+    )
     audit_path = Path(params.paths.reports) / "leakage_audit.json"
     leakage = read_json(audit_path) if audit_path.exists() else None
     result = run(bundle, predictions, features, summary, params, leakage, truth)
 
     reports = Path(params.paths.reports)
     nested: dict[str, Any] = {"test": result["metrics"]}
-    nested["calibration"] = {"lightgbm": {"ece_before": result["flat"]["calibration.lightgbm.ece_before"],
-                                          "ece_after": result["flat"]["calibration.lightgbm.ece_after"]}}
+    nested["calibration"] = {
+        "lightgbm": {
+            "ece_before": result["flat"]["calibration.lightgbm.ece_before"],
+            "ece_after": result["flat"]["calibration.lightgbm.ece_after"],
+        }
+    }
     if "test.lightgbm.auc_share_of_truth" in result["flat"]:
-        nested["test"]["lightgbm"]["auc_share_of_truth"] = result["flat"]["test.lightgbm.auc_share_of_truth"]
+        nested["test"]["lightgbm"]["auc_share_of_truth"] = result["flat"][
+            "test.lightgbm.auc_share_of_truth"
+        ]
     write_json(reports / "metrics.json", nested)
     write_json(reports / "bands.json", result["bands"])
     plots_dir = reports / "plots"
     for kind, name in PLOT_FILES.items():
         frame = _plot_csv(result["curves"], kind)
         write_with(plots_dir / name, lambda tmp, f=frame: f.to_csv(tmp, index=False))
-    band_rows = pd.DataFrame([
-        {"band_set": s, "band": b["name"], "rate": b["test"]["rate"], "ci_low": b["test"]["ci_low"],
-         "ci_high": b["test"]["ci_high"], "n": b["test"]["n"]}
-        for s, bs in result["bands"]["band_sets"].items() for b in bs["bands"]])
+    band_rows = pd.DataFrame(
+        [
+            {
+                "band_set": s,
+                "band": b["name"],
+                "rate": b["test"]["rate"],
+                "ci_low": b["test"]["ci_low"],
+                "ci_high": b["test"]["ci_high"],
+                "n": b["test"]["n"],
+            }
+            for s, bs in result["bands"]["band_sets"].items()
+            for b in bs["bands"]
+        ]
+    )
     write_with(plots_dir / "bands.csv", lambda tmp: band_rows.to_csv(tmp, index=False))
     for name, png in result["plots"].items():
         write_with(plots_dir / name, lambda tmp, b=png: tmp.write_bytes(b))
-    write_with(reports / "model_report.html",
-               lambda tmp: tmp.write_text(result["html"], encoding="utf-8"))
+    write_with(
+        reports / "model_report.html", lambda tmp: tmp.write_text(result["html"], encoding="utf-8")
+    )
 
     run_info = read_json(mdir / "run.json")
     tracking.configure()
     ml = tracking.mlflow()
     with ml.start_run(run_id=run_info["run_id"]):
-        ml.log_metrics({k: float(v) for k, v in result["flat"].items()
-                        if v is not None and np.isfinite(v)})
+        ml.log_metrics(
+            {k: float(v) for k, v in result["flat"].items() if v is not None and np.isfinite(v)}
+        )
         ml.log_dict(result["bands"], "bands.json")
         ml.log_text(result["html"], "model_report.html")
         ml.log_artifacts(str(plots_dir), "plots")
@@ -202,4 +280,3 @@ def from_params(params: Any) -> dict:
     if "truth" in result["metrics"]:
         shown["truth_roc_auc"] = result["metrics"]["truth"]["roc_auc"]
     return {"test.lightgbm": shown, "report": str(reports / "model_report.html")}
-

@@ -28,8 +28,10 @@ SPINE = ("lead_id", "as_of", "age_days", "created_at", "label")
 def feature_settings(params: Any) -> tuple[SnapshotSettings, FeatureSettings]:
     """Typed snapshot and feature settings from params (ConfigError on bad values)."""
     try:
-        return (SnapshotSettings.from_params(params.snapshots, params.label),
-                FeatureSettings.from_params(params.features))
+        return (
+            SnapshotSettings.from_params(params.snapshots, params.label),
+            FeatureSettings.from_params(params.features),
+        )
     except ValueError as err:
         raise ConfigError(f"params: {err}") from err
 
@@ -38,8 +40,10 @@ def read_interim(interim: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The validated leads and events written by `ingest`."""
     leads_path, events_path = interim / "leads.parquet", interim / "events.parquet"
     if not leads_path.exists():
-        raise DataError(f"{leads_path}: not found; run `leadprop ingest` (or `dvc repro`) first",
-                        file=str(leads_path))
+        raise DataError(
+            f"{leads_path}: not found; run `leadprop ingest` (or `dvc repro`) first",
+            file=str(leads_path),
+        )
     leads = pd.read_parquet(leads_path)
     events = pd.read_parquet(events_path) if events_path.exists() else None
     return leads, events
@@ -63,8 +67,9 @@ def audit_frame(frame: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, attrs], axis=1)
 
 
-def run(leads: pd.DataFrame, events: pd.DataFrame | None, snap: SnapshotSettings,
-        fs: FeatureSettings) -> tuple[pd.DataFrame, dict, dict]:
+def run(
+    leads: pd.DataFrame, events: pd.DataFrame | None, snap: SnapshotSettings, fs: FeatureSettings
+) -> tuple[pd.DataFrame, dict, dict]:
     """(training frame, meta, leakage audit) from validated tables; no IO."""
     end = data_end(leads, events)
     spine = training_spine(leads, snap, end)
@@ -76,8 +81,12 @@ def run(leads: pd.DataFrame, events: pd.DataFrame | None, snap: SnapshotSettings
         )
     frame = build_features(spine, leads, events, fs)
     cols = feature_columns(frame, SPINE)
-    audit = leakage_audit(audit_frame(frame, leads), label="label", settings=fs,
-                          columns=cols + raw_attribute_columns(leads, cols))
+    audit = leakage_audit(
+        audit_frame(frame, leads),
+        label="label",
+        settings=fs,
+        columns=cols + raw_attribute_columns(leads, cols),
+    )
     meta = {
         "data_end": end.isoformat(),
         "snapshots": snapshot_report(leads, snap, end),
@@ -101,8 +110,13 @@ def from_params(params: Any) -> dict:
     write_json(Path(params.paths.reports) / "leakage_audit.json", audit)
     suspects = [s for s in audit.get("suspects", []) if not s.get("safe") and not s.get("excluded")]
     for s in suspects[:10]:
-        log.warning("leakage suspect %s (score %.2f): %s", s["column"], s["score"],
-                    "; ".join(s["reasons"]))
-    return {"rows": meta["n_rows"], "positives": meta["snapshots"]["positives"],
-            "features": meta["n_features"], "leakage_suspects": [s["column"] for s in suspects],
-            "dropped": meta["snapshots"]["dropped"]}
+        log.warning(
+            "leakage suspect %s (score %.2f): %s", s["column"], s["score"], "; ".join(s["reasons"])
+        )
+    return {
+        "rows": meta["n_rows"],
+        "positives": meta["snapshots"]["positives"],
+        "features": meta["n_features"],
+        "leakage_suspects": [s["column"] for s in suspects],
+        "dropped": meta["snapshots"]["dropped"],
+    }

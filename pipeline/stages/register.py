@@ -26,8 +26,9 @@ from pipeline.io import read_json, write_json
 log = logging.getLogger(__name__)
 
 
-def decide(challenger: dict[str, float], champion: dict[str, float] | None,
-           auc_tolerance: float) -> tuple[bool, str]:
+def decide(
+    challenger: dict[str, float], champion: dict[str, float] | None, auc_tolerance: float
+) -> tuple[bool, str]:
     """(promote?, why) from test log-loss and ROC AUC of both models."""
     if champion is None:
         return True, "no champion yet"
@@ -36,13 +37,19 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None,
     if worse_loss or worse_auc:
         why = []
         if worse_loss:
-            why.append(f"log-loss {challenger['log_loss']:.4f} > champion {champion['log_loss']:.4f}")
+            why.append(
+                f"log-loss {challenger['log_loss']:.4f} > champion {champion['log_loss']:.4f}"
+            )
         if worse_auc:
-            why.append(f"ROC AUC {challenger['roc_auc']:.4f} < champion {champion['roc_auc']:.4f}"
-                       f" - tolerance {auc_tolerance}")
+            why.append(
+                f"ROC AUC {challenger['roc_auc']:.4f} < champion {champion['roc_auc']:.4f}"
+                f" - tolerance {auc_tolerance}"
+            )
         return False, "; ".join(why)
-    return True, (f"log-loss {challenger['log_loss']:.4f} <= {champion['log_loss']:.4f} and ROC AUC "
-                  f"{challenger['roc_auc']:.4f} within {auc_tolerance} of {champion['roc_auc']:.4f}")
+    return True, (
+        f"log-loss {challenger['log_loss']:.4f} <= {champion['log_loss']:.4f} and ROC AUC "
+        f"{challenger['roc_auc']:.4f} within {auc_tolerance} of {champion['roc_auc']:.4f}"
+    )
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -73,35 +80,59 @@ def from_params(params: Any) -> dict:
             if missing:
                 raise ValueError(f"the current features lack {missing[:10]}")
             champion_scores = _scores(
-                y, champ.predict(model_input(test_x, wanted))["propensity"].to_numpy())
+                y, champ.predict(model_input(test_x, wanted))["propensity"].to_numpy()
+            )
         except LeadpropError:
             raise
         except Exception as err:  # noqa: BLE001 - an unreadable champion must not block training
-            log.warning("the champion (version %s) cannot score the current test split (%s); "
-                        "it is treated as absent", champion_version.version, err)
+            log.warning(
+                "the champion (version %s) cannot score the current test split (%s); "
+                "it is treated as absent",
+                champion_version.version,
+                err,
+            )
             champion_scores = None
     challenger_scores = _scores(y, predictions.loc[is_test, "p_lightgbm"].to_numpy())
     promote, why = decide(challenger_scores, champion_scores, params.register.auc_tolerance)
 
     example = model_input(features.head(5), bundle.features)
     with ml.start_run(run_id=run_id):
-        info = tracking.log_bundle_model(mdir / "bundle.joblib", example,
-                                         bundle.predict_frame(example), registered_model_name=name)
+        info = tracking.log_bundle_model(
+            mdir / "bundle.joblib",
+            example,
+            bundle.predict_frame(example),
+            registered_model_name=name,
+        )
         version = str(info.registered_model_version)
         client.set_registered_model_alias(name, "challenger", version)
         if promote:
             client.set_registered_model_alias(name, "champion", version)
-        ml.log_dict({"challenger": {"version": version, **challenger_scores},
-                     "champion": None if champion_version is None else
-                     {"version": champion_version.version, **(champion_scores or {})},
-                     "promoted": promote, "reason": why}, "registry_decision.json")
+        ml.log_dict(
+            {
+                "challenger": {"version": version, **challenger_scores},
+                "champion": None
+                if champion_version is None
+                else {"version": champion_version.version, **(champion_scores or {})},
+                "promoted": promote,
+                "reason": why,
+            },
+            "registry_decision.json",
+        )
         ml.set_tags({"registered_version": version, "promoted_to_champion": str(promote)})
     champion_now = version if promote else (champion_version.version if champion_version else None)
-    record = {"model_name": name, "version": version, "run_id": run_id,
-              "challenger": challenger_scores, "previous_champion": champion_scores,
-              "previous_champion_version": champion_version.version if champion_version else None,
-              "promoted": promote, "reason": why, "champion_version": champion_now}
+    record = {
+        "model_name": name,
+        "version": version,
+        "run_id": run_id,
+        "challenger": challenger_scores,
+        "previous_champion": champion_scores,
+        "previous_champion_version": champion_version.version if champion_version else None,
+        "promoted": promote,
+        "reason": why,
+        "champion_version": champion_now,
+    }
     write_json(Path(params.paths.reports) / "registry.json", record)
-    (log.info if promote else log.warning)("version %s %s champion: %s", version,
-                                           "is now" if promote else "stays challenger; not", why)
+    (log.info if promote else log.warning)(
+        "version %s %s champion: %s", version, "is now" if promote else "stays challenger; not", why
+    )
     return record

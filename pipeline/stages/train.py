@@ -16,8 +16,8 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from models.drift import drift_reference, top_features
 from features.build import align_features, build_features
+from models.drift import drift_reference, top_features
 from models.settings import ModelError
 from models.training import train_all
 from pipeline import tracking
@@ -48,17 +48,24 @@ def rule_points(frame: pd.DataFrame, params: Any) -> tuple[pd.Series | None, dic
         return None, {}
     _, fs = feature_settings(params)
     try:
-        ruleset = load_ruleset(RULES_FILE, leads=leads, events=events, features=frame,
-                               event_groups=fs.event_groups)
+        ruleset = load_ruleset(
+            RULES_FILE, leads=leads, events=events, features=frame, event_groups=fs.event_groups
+        )
     except ConfigError as err:
         if params.source == "synthetic":
             raise
-        log.warning("%s does not fit source %s, so the manual-rules baseline is skipped: %s",
-                    RULES_FILE, params.source, err)
+        log.warning(
+            "%s does not fit source %s, so the manual-rules baseline is skipped: %s",
+            RULES_FILE,
+            params.source,
+            err,
+        )
         return None, {}
     points = score_rules(frame[["lead_id", "as_of"]], leads, events, frame, ruleset)
-    return points["total"].set_axis(frame.index), {"rules_file": str(RULES_FILE),
-                                                    "n_rules": len(ruleset.rules)}
+    return points["total"].set_axis(frame.index), {
+        "rules_file": str(RULES_FILE),
+        "n_rules": len(ruleset.rules),
+    }
 
 
 def scoring_reference(result: Any, params: Any) -> dict | None:
@@ -78,11 +85,16 @@ def scoring_reference(result: Any, params: Any) -> dict | None:
         return None
     _, fs = feature_settings(params)
     bundle = result.bundle
-    X = bundle.matrix(align_features(build_features(spine, leads, events, fs), bundle.features,
-                                     category_levels_of(bundle)))
-    ref = drift_reference(X, bundle.calibrator.predict(bundle.model.predict_proba(X)[:, 1]),
-                          top_features(bundle.features,
-                                       bundle.model.booster_.feature_importance("gain"), 10))
+    X = bundle.matrix(
+        align_features(
+            build_features(spine, leads, events, fs), bundle.features, category_levels_of(bundle)
+        )
+    )
+    ref = drift_reference(
+        X,
+        bundle.calibrator.predict(bundle.model.predict_proba(X)[:, 1]),
+        top_features(bundle.features, bundle.model.booster_.feature_importance("gain"), 10),
+    )
     return {**ref, "as_of": as_of.isoformat(), "population": "open leads at the test-period start"}
 
 
@@ -93,9 +105,17 @@ def category_levels_of(bundle: Any) -> dict[str, list[str]]:
 def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):  # noqa: ANN201
     """Fit everything (no IO): models.training.train_all with typed settings."""
     try:
-        return train_all(frame, meta["features"], params.split, params.train, params.calibration,
-                         params.bands, horizon_days=int(meta["horizon_days"]), rule_points=points,
-                         groups=meta.get("groups"))
+        return train_all(
+            frame,
+            meta["features"],
+            params.split,
+            params.train,
+            params.calibration,
+            params.bands,
+            horizon_days=int(meta["horizon_days"]),
+            rule_points=points,
+            groups=meta.get("groups"),
+        )
     except ModelError as err:
         raise LeadpropError(f"train: {err}") from err
 
@@ -104,8 +124,10 @@ def from_params(params: Any) -> dict:
     """CLI entry (`leadprop train`)."""
     feat_dir = Path(params.paths.features)
     if not (feat_dir / "train.parquet").exists():
-        raise DataError(f"{feat_dir / 'train.parquet'}: not found; run `leadprop features` first",
-                        file=str(feat_dir / "train.parquet"))
+        raise DataError(
+            f"{feat_dir / 'train.parquet'}: not found; run `leadprop features` first",
+            file=str(feat_dir / "train.parquet"),
+        )
     frame = pd.read_parquet(feat_dir / "train.parquet")
     meta = read_json(feat_dir / "meta.json")
     try:
@@ -127,24 +149,44 @@ def from_params(params: Any) -> dict:
     uri = tracking.configure()
     ml = tracking.mlflow()
     ml.set_experiment(tracking.TRAINING_EXPERIMENT)
-    data_hash = tracking.file_hash([Path(params.paths.interim) / "leads.parquet",
-                                    Path(params.paths.interim) / "events.parquet"])
+    data_hash = tracking.file_hash(
+        [
+            Path(params.paths.interim) / "leads.parquet",
+            Path(params.paths.interim) / "events.parquet",
+        ]
+    )
     with ml.start_run(run_name=f"train-{data_hash}") as run_:
-        ml.set_tags({"git_commit": tracking.git_commit(), "data_hash": data_hash,
-                     "source": params.source, "stage": "train"})
+        ml.set_tags(
+            {
+                "git_commit": tracking.git_commit(),
+                "data_hash": data_hash,
+                "source": params.source,
+                "stage": "train",
+            }
+        )
         tracking.log_params(flatten(params.raw))
-        ml.log_metrics({
-            "train.best_iteration": summary["lightgbm"]["best_iteration"],
-            "train.positives": summary["split"]["positives"]["train"],
-            **{f"calibration.{name}.ece_before": c["ece_before"]
-               for name, c in summary["calibration"].items()},
-            **{f"calibration.{name}.ece_after": c["ece_after"]
-               for name, c in summary["calibration"].items()},
-        })
+        ml.log_metrics(
+            {
+                "train.best_iteration": summary["lightgbm"]["best_iteration"],
+                "train.positives": summary["split"]["positives"]["train"],
+                **{
+                    f"calibration.{name}.ece_before": c["ece_before"]
+                    for name, c in summary["calibration"].items()
+                },
+                **{
+                    f"calibration.{name}.ece_after": c["ece_after"]
+                    for name, c in summary["calibration"].items()
+                },
+            }
+        )
         ml.log_dict(summary, "train_summary.json")
         run_id = run_.info.run_id
     write_json(out / "summary.json", summary)
     write_json(out / "run.json", {"run_id": run_id, "tracking_uri": uri, "data_hash": data_hash})
-    return {"run_id": run_id, "best_iteration": summary["lightgbm"]["best_iteration"],
-            "split_rows": summary["split"]["rows"], "positives": summary["split"]["positives"],
-            "calibration": {k: v["method"] for k, v in summary["calibration"].items()}}
+    return {
+        "run_id": run_id,
+        "best_iteration": summary["lightgbm"]["best_iteration"],
+        "split_rows": summary["split"]["rows"],
+        "positives": summary["split"]["positives"],
+        "calibration": {k: v["method"] for k, v in summary["calibration"].items()},
+    }

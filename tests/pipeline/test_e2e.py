@@ -41,8 +41,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     params["rules"] = {**params.get("rules", {}), "n_bootstrap": 20}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+    }
     env.pop("MLFLOW_REGISTRY_URI", None)
     init = _run([f"{bindir}/dvc", "init", "--no-scm", "-q"], work, env)
     assert init.returncode == 0, init.stderr
@@ -56,8 +59,17 @@ def test_repro_writes_metrics_with_the_stable_keys(project: tuple[Path, dict]) -
     work, env = project
     metrics = json.loads((work / "reports" / "metrics.json").read_text())
     for scorer in ("lightgbm", "logreg", "rules", "truth"):
-        for key in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_at_10",
-                    "capture_at_10", "lift_at_20", "capture_at_20"):
+        for key in (
+            "roc_auc",
+            "pr_auc",
+            "log_loss",
+            "brier",
+            "ece",
+            "lift_at_10",
+            "capture_at_10",
+            "lift_at_20",
+            "capture_at_20",
+        ):
             assert key in metrics["test"][scorer], (scorer, key)
     assert 0.5 < metrics["test"]["lightgbm"]["roc_auc"] <= 1.0
     assert (work / "dvc.lock").exists()
@@ -78,8 +90,17 @@ def test_scored_table_covers_every_open_lead(project: tuple[Path, dict]) -> None
     work, _ = project
     scored = pd.read_parquet(work / "data" / "scored" / "scored_leads.parquet")
     leads = pd.read_parquet(work / "data" / "interim" / "leads.parquet")
-    for col in ("lead_id", "as_of", "propensity", "score", "temperature", "lifecycle_stage",
-                "reasons", "model_version", "scored_at"):
+    for col in (
+        "lead_id",
+        "as_of",
+        "propensity",
+        "score",
+        "temperature",
+        "lifecycle_stage",
+        "reasons",
+        "model_version",
+        "scored_at",
+    ):
         assert col in scored.columns
     assert scored["lead_id"].is_unique
     assert set(scored["lead_id"]) <= set(leads["lead_id"])

@@ -8,52 +8,88 @@ import pytest
 
 from models.bundle import ScoringBundle, model_input
 from models.metrics import roc_auc
-from models.settings import InputError, InsufficientDataError, parse_bands, parse_calibration, parse_split, parse_train
+from models.settings import (
+    InputError,
+    InsufficientDataError,
+    parse_bands,
+    parse_calibration,
+    parse_split,
+    parse_train,
+)
 from models.training import train_all
 from pipeline.stages.register import decide
 
 BANDS = {
-    "temperature": {"policy": "conversion", "conversion_rule": "marginal",
-                    "bands": [{"name": "cold"}, {"name": "warm", "min_conversion": 0.15},
-                              {"name": "hot", "min_conversion": 0.4}]},
-    "lifecycle": {"policy": "share", "bands": [{"name": "lead"}, {"name": "MQL", "top_share": 0.3},
-                                                {"name": "SQL", "top_share": 0.1}]},
+    "temperature": {
+        "policy": "conversion",
+        "conversion_rule": "marginal",
+        "bands": [
+            {"name": "cold"},
+            {"name": "warm", "min_conversion": 0.15},
+            {"name": "hot", "min_conversion": 0.4},
+        ],
+    },
+    "lifecycle": {
+        "policy": "share",
+        "bands": [
+            {"name": "lead"},
+            {"name": "MQL", "top_share": 0.3},
+            {"name": "SQL", "top_share": 0.1},
+        ],
+    },
 }
 
 
 def make_frame(n_leads: int = 3000, seed: int = 0) -> pd.DataFrame:
     """Two snapshots per lead; conversion driven by `intent` (numeric) and `tier` (category)."""
     rng = np.random.default_rng(seed)
-    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 365, n_leads)), unit="D")
+    created = pd.Timestamp("2025-01-01") + pd.to_timedelta(
+        np.sort(rng.uniform(0, 365, n_leads)), unit="D"
+    )
     ids = np.array([f"L{i:05d}" for i in range(n_leads)])
     rows = np.repeat(np.arange(n_leads), 2)
     intent = rng.normal(size=rows.size)
     tier = rng.choice(["a", "b", "c"], size=rows.size, p=[0.2, 0.3, 0.5])
     logit = -2.3 + 1.3 * intent + np.where(tier == "a", 1.0, 0.0)
     label = (rng.uniform(size=rows.size) < 1 / (1 + np.exp(-logit))).astype("int8")
-    return pd.DataFrame({
-        "lead_id": ids[rows], "created_at": created[rows].astype("datetime64[us]"),
-        "as_of": (created[rows] + pd.to_timedelta(np.tile([1, 30], n_leads), unit="D")).astype("datetime64[us]"),
-        "label": label, "intent": intent, "noise": rng.normal(size=rows.size),
-        "tier": pd.Categorical(tier),
-    })
+    return pd.DataFrame(
+        {
+            "lead_id": ids[rows],
+            "created_at": created[rows].astype("datetime64[us]"),
+            "as_of": (created[rows] + pd.to_timedelta(np.tile([1, 30], n_leads), unit="D")).astype(
+                "datetime64[us]"
+            ),
+            "label": label,
+            "intent": intent,
+            "noise": rng.normal(size=rows.size),
+            "tier": pd.Categorical(tier),
+        }
+    )
 
 
 def settings(**train: object):  # noqa: ANN201
-    return (parse_split({"train": 0.6, "calibration": 0.2, "test": 0.2}), parse_train({"lightgbm": {"n_estimators": 200, "num_leaves": 7}, **train}),
-            parse_calibration({"method": "sigmoid"}), parse_bands(BANDS))
+    return (
+        parse_split({"train": 0.6, "calibration": 0.2, "test": 0.2}),
+        parse_train({"lightgbm": {"n_estimators": 200, "num_leaves": 7}, **train}),
+        parse_calibration({"method": "sigmoid"}),
+        parse_bands(BANDS),
+    )
 
 
 def test_train_all_fits_calibrates_and_bands_every_scorer() -> None:
     frame = make_frame()
     split, train, calibration, bands = settings()
     points = pd.Series(np.round(frame["intent"] * 10), index=frame.index)
-    result = train_all(frame, ["intent", "noise", "tier"], split, train, calibration, bands, 90,
-                       rule_points=points)
+    result = train_all(
+        frame, ["intent", "noise", "tier"], split, train, calibration, bands, 90, rule_points=points
+    )
     pred = result.predictions
     # no lead in two parts; test leads created after training leads
     assert (pred.groupby("lead_id")["split"].nunique() == 1).all()
-    assert pred.loc[pred.split == "train", "created_at"].max() < pred.loc[pred.split == "test", "created_at"].min()
+    assert (
+        pred.loc[pred.split == "train", "created_at"].max()
+        < pred.loc[pred.split == "test", "created_at"].min()
+    )
     test = pred[pred.split == "test"]
     for scorer in ("lightgbm", "logreg", "rules"):
         assert test[f"p_{scorer}"].between(0, 1).all()
@@ -77,7 +113,9 @@ def test_same_seed_same_scores() -> None:
 
 def test_too_few_conversions_says_how_many_and_what_is_needed() -> None:
     frame = make_frame(400)
-    with pytest.raises(InsufficientDataError, match=r"training split has \d+ conversions; at least 500"):
+    with pytest.raises(
+        InsufficientDataError, match=r"training split has \d+ conversions; at least 500"
+    ):
         train_all(frame, ["intent", "tier"], *settings(min_positives=500), 90)
 
 
@@ -119,8 +157,9 @@ def test_path_contributions_add_up_to_the_raw_score_and_agree_with_treeshap_in_s
     contrib = bundle.contributions(frame.head(300))
     raw = bundle.model.predict_proba(X, raw_score=True)
     assert np.allclose(contrib.sum(axis=1).to_numpy(), raw, atol=1e-6)
-    shap = bundle.model.booster_.predict(X, pred_contrib=True,
-                                         num_iteration=bundle.model.best_iteration_)[:, :-1]
+    shap = bundle.model.booster_.predict(
+        X, pred_contrib=True, num_iteration=bundle.model.best_iteration_
+    )[:, :-1]
     intent = list(bundle.features).index("intent")
     agree = np.sign(contrib["intent"].to_numpy()) == np.sign(shap[:, intent])
     assert agree.mean() > 0.9

@@ -560,14 +560,53 @@ def _read(config: SourceConfig, path: Path, options: ReadOptions, what: str,
           notes: list[str]) -> pd.DataFrame:
     section = f"{what}.read"
     _check_bom(config, path, options, section)
-    with source_messages(config.file, section):
-        frame = read_table(path, options, what)
+    try:
+        with source_messages(config.file, section):
+            frame = read_table(path, options, what)
+    except DataError as err:
+        guess = _guess_encoding(path, options, _wanted(config, what)) \
+            if "encoding" in str(err) else None
+        if guess is None:
+            raise
+        text = re.sub(r", e\.g\. to '[^)]*'\)", ")", str(err))
+        raise DataError(f"{text} It reads as {guess!r} (the configured columns are in its "
+                        f"header): set `{section}.encoding: {guess}`.", file=err.file,
+                        column=err.column, n_rows=err.n_rows, example=err.example) from None
     empty = [c for c in frame.columns if _UNNAMED.match(str(c)) and frame[c].isna().all()]
     if empty:
         notes.append(f"{what}: dropped {len(empty)} empty column(s) without a header name "
                      "(a trailing delimiter)")
         frame = frame.drop(columns=empty)
     return frame
+
+
+_ENCODINGS = ("utf-8", "cp1251", "cp1252", "koi8-r", "utf-16")
+
+
+def _wanted(config: SourceConfig, what: str) -> list[str]:
+    if what == "events" and config.events is not None:
+        return list(config.events.map.values())
+    return _configured_lead_columns(config)
+
+
+def _guess_encoding(path: Path, options: ReadOptions, wanted: Sequence[str]) -> str | None:
+    """The first common encoding that decodes the file's start and whose header holds every
+    configured column (error path only)."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(1 << 16)
+    head = head[: head.rfind(b"\n") + 1] or head  # whole lines: no cut multi-byte character
+    for candidate in _ENCODINGS:
+        if candidate == options.encoding:
+            continue
+        try:
+            text = head.decode("utf-8-sig" if candidate == "utf-8" else candidate)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        header = text.splitlines()[0].split(options.delimiter) if text else []
+        names = {h.strip().strip('"') for h in header}
+        if wanted and all(w in names for w in wanted):
+            return candidate
+    return None
 
 
 def _check_bom(config: SourceConfig, path: Path, options: ReadOptions, section: str) -> None:
@@ -591,16 +630,24 @@ def _as_read_key(message: str, section: str) -> str:
 
 
 @contextmanager
-def source_messages(file: str, section: str) -> Iterator[None]:
+def source_messages(file: str, section: str,
+                    columns: Mapping[str, str] | None = None) -> Iterator[None]:
     """Re-word read and contract errors for a source configuration: `ingest.<option>`
-    becomes `<section>.<option>` of the config `file`."""
+    becomes `<section>.<option>` of the config `file`, and an error about a contract column
+    names the export column mapped onto it (`columns`: contract -> export)."""
     try:
         yield
     except LeadpropError as err:
         message = str(err)
-        if not _READ_OPTION.search(message):
+        column = getattr(err, "column", None)
+        mapped = (columns or {}).get(column) if column else None
+        if not _READ_OPTION.search(message) and not mapped:
             raise
-        text = f"{_as_read_key(message, section)} (The read options are in {file}.)"
+        text = _as_read_key(message, section)
+        if mapped:
+            text += f" ('{column}' is the export column {mapped!r}, see {file}.)"
+        if _READ_OPTION.search(message):
+            text += f" (The read options are in {file}.)"
         if isinstance(err, DataError):
             raise DataError(text, file=err.file, column=err.column, n_rows=err.n_rows,
                             example=err.example) from None
@@ -795,7 +842,7 @@ def column_name(column: str) -> str:
     transliterated (`Кол-во визитов` -> `kol_vo_vizitov`); '' when nothing is left."""
     text = "".join(_TRANSLIT.get(ch, ch) for ch in str(column).strip().lower())
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return re.sub(r"[^a-z0-9]+", "_", text).strip("_")
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def _outcome_codes(config: SourceConfig, values: pd.Series, file: str
@@ -954,11 +1001,16 @@ def _auto_type(text: pd.Series, options: ReadOptions, spec: ColumnSpec,
         example = present[parse_numbers(present, options.decimal).isna()].iloc[0]
         raise DataError(
             f"{file}: column {spec.column!r} looks numeric with {other!r} as the decimal mark "
-            f"(e.g. {example!r}), but `leads.read.decimal` is {options.decimal!r}. Set "
+            f"(e.g. {_show(example)}), but `leads.read.decimal` is {options.decimal!r}. Set "
             f"`leads.read.decimal: {other!r}` in {config.file}, or give the column "
             "`type: category` if it is not a number.",
             file=file, column=spec.column, example=str(example))
     return "category"
+
+
+def _show(value: Any) -> str:
+    """A cell value quoted for a message (non-breaking spaces shown as spaces)."""
+    return "'" + str(value).replace("\u00a0", " ").replace("\u202f", " ") + "'"
 
 
 def _too_many(bad: pd.Series, present: pd.Series, options: ReadOptions) -> bool:
@@ -970,7 +1022,7 @@ def _numbers(text: pd.Series, options: ReadOptions, spec: ColumnSpec, config: So
     values = parse_numbers(text, options.decimal)
     bad = text.notna() & values.isna()
     if _too_many(bad, text.notna(), options):
-        examples = ", ".join(repr(v) for v in text[bad].head(3))
+        examples = ", ".join(_show(v) for v in text[bad].head(3))
         raise DataError(
             f"{file}: column {spec.column!r} (type number) has {int(bad.sum())} of "
             f"{int(text.notna().sum())} values that are not numbers with the decimal mark "
@@ -1068,9 +1120,11 @@ def exported_at(config: SourceConfig) -> pd.Timestamp:
 def source_report(config: SourceConfig, mapped: Mapped, columns: Sequence[ColumnSpec],
                   notes: Sequence[str], end: pd.Timestamp | None) -> dict[str, Any]:
     """JSON-able record of what ingest did with the export (written to
-    `paths.interim/source.json`): files and their digests, mode, the role, type and interim
-    name of every column, the decisions with their reasons, the outcome counts, notes."""
-    files = {"config": {"path": config.file, "sha256": file_digest(Path(config.file))},
+    `paths.interim/source.json`): the export files and their digests, mode, the role, type
+    and interim name of every column, the decisions with their reasons, the outcome counts,
+    the config's params overrides, notes. The config file's own digest is left out: a
+    comment edit must not retrain, while any change of meaning shows here."""
+    files = {"config": {"path": config.file},
              "leads": {"path": str(config.leads.path),
                        "sha256": file_digest(config.leads.path)}}
     if config.events is not None:
@@ -1094,5 +1148,15 @@ def source_report(config: SourceConfig, mapped: Mapped, columns: Sequence[Column
         "exclude": list(config.exclude),
         "safe": list(config.safe),
         "event_types": mapped.event_type_counts,
+        "params": _plain(config.params),
         "notes": list(notes),
     }
+
+
+def _plain(value: Any) -> Any:
+    """Read-only mappings as plain dicts (JSON-able)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -36,7 +36,9 @@ def configure() -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     ml = mlflow()
     ml.set_tracking_uri(uri)
-    ml.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    # Only an explicitly configured registry differs from the tracking store. (MLflow's
+    # set_registry_uri also exports MLFLOW_REGISTRY_URI, so it must not be read back here.)
+    ml.set_registry_uri(uri)
     for name in ("mlflow", "alembic", "urllib3"):
         logging.getLogger(name).setLevel(logging.ERROR)
     return uri

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline import sources
 from pipeline.contract import (
     EVENTS_REQUIRED,
     data_quality_report,
@@ -35,7 +36,6 @@ from pipeline.contract import (
     validate_events,
     validate_leads,
 )
-from pipeline import sources
 from pipeline.errors import ConfigError
 from pipeline.io import write_json, write_parquet, write_with
 from pipeline.readers import ReadOptions, read_table
@@ -144,7 +144,7 @@ def run_source(
     export = sources.read_export(config)
     mapped = sources.map_export(config, export)
     leads_file = str(config.leads.path)
-    with sources.source_messages(config.file, "leads.read"):
+    with sources.source_messages(config.file, "leads.read", config.leads.map):
         leads, rejects_leads = validate_leads(mapped.leads, leads_file, config.leads.read)
     end = None
     if mapped.lead_level:
@@ -152,16 +152,16 @@ def run_source(
             rejects_leads)
         end = sources.exported_at(config)
         leads.attrs["exported_at"] = end.isoformat()
+    leads, columns, notes = sources.type_columns(config, leads, mapped.columns)
     if mapped.events is None:
         events, rejects_events = empty_events(), empty_rejects(EVENTS_REQUIRED)
     else:
         assert config.events is not None
-        with sources.source_messages(config.file, "events.read"):
+        with sources.source_messages(config.file, "events.read", config.events.map):
             events, rejects_events = validate_events(
                 mapped.events, leads, str(config.events.path), config.events.read, moment,
                 rejected_lead_ids=_as_ids(rejects_leads),
             )
-    leads, columns, notes = sources.type_columns(config, leads, mapped.columns)
     notes = mapped.notes + notes
     for note in notes:
         log.info("source %s: %s", config.name, note)

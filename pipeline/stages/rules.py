@@ -251,6 +251,27 @@ def write_outputs(result: RulesResult, reports: Path) -> dict[str, Path]:
     return paths
 
 
+def write_skipped(reports: Path, reason: str) -> dict:
+    """The stage's outputs when the rules cannot apply to this data: empty tables and a
+    summary saying why (DVC still finds every declared output)."""
+    log.warning("rules stage skipped: %s", reason)
+    reports = Path(reports)
+    columns = "rule,manual_points,learned_points,ci_low,ci_high,support,lift,verdict\n"
+    write_with(reports / COMPARISON_FILE, lambda tmp: tmp.write_text(columns, encoding="utf-8"))
+    write_with(reports / LEARNED_FILE,
+               lambda tmp: tmp.write_text(f"# skipped: {reason}\nrules: []\n", encoding="utf-8"))
+    write_json(reports / PERFORMANCE_FILE, {"skipped": reason})
+    write_with(reports / WEIGHTS_FILE, lambda tmp: tmp.write_text("", encoding="utf-8"))
+    write_with(reports / SUMMARY_FILE,
+               lambda tmp: tmp.write_text(f"# Rules vs learned points\n\nSkipped: {reason}\n",
+                                          encoding="utf-8"))
+    plots = reports / PLOTS_DIR
+    plots.mkdir(parents=True, exist_ok=True)
+    for old in plots.glob("*.png"):
+        old.unlink()
+    return {"skipped": reason}
+
+
 def log_to_mlflow(result: RulesResult, paths: Mapping[str, Path], run_id: str) -> None:
     """Metrics and artifacts (under `rules/`) on the training run."""
     tracking.configure()
@@ -282,10 +303,16 @@ def from_params(params: Any) -> dict:
     predictions = pd.read_parquet(mdir / "predictions.parquet")
     bundle: ScoringBundle = joblib.load(mdir / "bundle.joblib")
     leads, events = read_interim(Path(params.paths.interim))
+    if "created_at" not in leads.columns:
+        return write_skipped(Path(params.paths.reports),
+                             "lead-level data (no created_at): rules need lead ages, events")
     try:
         ruleset = load_ruleset(RULES_FILE, leads=leads, events=events, features=features,
                                event_groups=fs.event_groups)
     except ValueError as err:
+        if params.source != "synthetic":
+            return write_skipped(Path(params.paths.reports),
+                                 f"{RULES_FILE} does not fit source {params.source}: {err}")
         raise ConfigError(f"rules: {err}") from err
     result = run(features, predictions, leads, events, ruleset, bundle, settings, params.bands,
                  params.calibration, groups=meta.get("groups"), feature_settings=fs)

@@ -98,7 +98,12 @@ class ScoringBundle:
         return np.ascontiguousarray(np.column_stack(cols))
 
     def score_frame(
-        self, frame: pd.DataFrame, reasons: bool = True, n_for: int = 3, n_against: int = 2
+        self,
+        frame: pd.DataFrame,
+        reasons: bool = True,
+        n_for: int = 3,
+        n_against: int = 2,
+        marks: tuple[str, str] = ("+ ", "− "),
     ) -> pd.DataFrame:
         """`predict_frame` plus `reasons`, from one pass over the trees: each lead's leaves
         give both its contributions and (their sum + bias) its raw score."""
@@ -113,7 +118,7 @@ class ScoringBundle:
             out[band_column(name)] = apply_bands(p, fitted)
         if reasons:
             out["reasons"] = top_reasons(
-                contrib, X, self.features, n_for=n_for, n_against=n_against
+                contrib, X, self.features, n_for=n_for, n_against=n_against, marks=marks
             )
         return out
 

@@ -137,9 +137,11 @@ def top_reasons(
     n_for: int = 3,
     n_against: int = 2,
     min_abs: float = 0.05,
+    marks: tuple[str, str] = ("+ ", "− "),
 ) -> list[str]:
     """Per row, the `n_for` largest positive and `n_against` most negative contributions as
-    "+ reason; + reason; − reason" (contributions below `min_abs` log-odds are skipped).
+    "+ reason; + reason; − reason" (contributions below `min_abs` log-odds are skipped;
+    `marks` are the for/against prefixes).
 
     `contrib` is (rows, features) in log-odds, columns aligned with `features`.
     """
@@ -151,20 +153,22 @@ def top_reasons(
     rows = np.arange(n)[:, None]
     pos_ok = contrib[rows, pos_idx] >= min_abs
     neg_ok = contrib[rows, neg_idx] <= -min_abs
-    slots = [(pos_idx[:, k], pos_ok[:, k], "+ ") for k in range(pos_idx.shape[1])]
-    slots += [(neg_idx[:, k], neg_ok[:, k], "− ") for k in range(neg_idx.shape[1])]
+    slots = [(pos_idx[:, k], pos_ok[:, k], marks[0]) for k in range(pos_idx.shape[1])]
+    slots += [(neg_idx[:, k], neg_ok[:, k], marks[1]) for k in range(neg_idx.shape[1])]
     texts = []
-    columns: dict[int, np.ndarray] = {}
+    columns: dict[int, tuple[np.ndarray, list | None]] = {}
     for idx, ok, mark in slots:
         text = np.full(n, "", dtype=object)
         for j in np.unique(idx[ok]):
             rows_j = np.flatnonzero(ok & (idx == j))
             if j not in columns:
-                columns[j] = values[features[j]].to_numpy(dtype=object)
-            col = columns[j][rows_j]
-            codes, uniques = pd.factorize(pd.Series(col, dtype=object), use_na_sentinel=True)
+                columns[j] = _coded(values[features[j]])
+            all_codes, levels = columns[j]
+            codes = all_codes[rows_j]
+            if levels is None:  # numeric: phrase each distinct value once
+                codes, levels = pd.factorize(codes, use_na_sentinel=True)
             phrases = np.array(
-                [describe(features[j], u) for u in uniques] + [describe(features[j], None)],
+                [describe(features[j], u) for u in levels] + [describe(features[j], None)],
                 dtype=object,
             )
             said = phrases[codes]  # code -1 (missing) picks the last entry
@@ -186,3 +190,13 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     vals = np.take_along_axis(scores, part, axis=1)
     order = np.argsort(-vals, axis=1, kind="stable")
     return np.take_along_axis(part, order, axis=1)
+
+
+def _coded(values: pd.Series) -> tuple[np.ndarray, list | None]:
+    """(codes, levels) for a categorical column (code -1 = missing); (values, None) else."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return values.cat.codes.to_numpy(), [str(c) for c in values.cat.categories]
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype="float64", na_value=np.nan), None
+    codes, levels = pd.factorize(values, use_na_sentinel=True)
+    return codes, [str(v) for v in levels]

@@ -101,6 +101,9 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<su
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)(?:/.*)?$")
 
 
+# Reasons read "▲ for; ▼ against": never "+"/"-" first, which Excel takes as a formula.
+REASON_MARKS = ("▲ ", "▼ ")
+
 def resolve_model(uri: str, client: Any) -> ModelRef:
     """Registry look-up: `models:/name@alias` -> its version (loaded as models:/name/<v>),
     `models:/name/<v>` checked; `runs:/<id>/...` -> the run id; a path -> the path."""
@@ -263,14 +266,6 @@ class ScoredLeads:
     drift_counts: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def arrow_reasons(text: str) -> str:
-    """'+ a; − b' -> '▲ a; ▼ b' (reasons never start like a spreadsheet formula)."""
-    return _MARK.sub(lambda m: m.group(1) + ("▲ " if m.group(2) == "+" else "▼ "), text)
-
-
-_MARK = re.compile(r"(^|; )([+−]) ")
-
-
 def check_feature_columns(built: Sequence[str], bundle: Any, file: str) -> None:
     """DataError naming the model's feature columns the built frame lacks (count columns of
     event types absent from this batch are fine: they are 0)."""
@@ -370,14 +365,14 @@ def score_open_leads(
             break
         X = align_features(built, bundle.features, bundle.categories)
         t1 = time.perf_counter()
-        pred = bundle.score_frame(X)
+        pred = bundle.score_frame(X, marks=REASON_MARKS)
         part = pd.DataFrame({"lead_id": ids.to_numpy(),
                              "propensity": pred["propensity"].to_numpy(dtype=float),
                              "score": pred["score"].to_numpy(dtype=np.int64)})
         for col in bands:
             part[col] = pred[col].astype(str).to_numpy()
         t2 = time.perf_counter()
-        part["reasons"] = [arrow_reasons(r) for r in pred["reasons"]]
+        part["reasons"] = pred["reasons"].to_numpy()
         clock["features"] += t1 - t0
         clock["model"] += t2 - t1
         clock["reasons"] += time.perf_counter() - t2

@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.readers import ReadOptions, format_names
 
 log = logging.getLogger(__name__)
@@ -693,3 +693,17 @@ def _rows(index: Iterable[Any], limit: int = 3) -> str:
 def _quote(value: Any, width: int = 40) -> str:
     text = str(value)
     return f"'{text if len(text) <= width else text[: width - 1] + '…'}'"
+
+
+def parse_moment(name: str, value: Any) -> pd.Timestamp | None:
+    """A CLI/params moment as naive UTC (aware values converted); ConfigError if unreadable."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        moment = to_naive_utc(value)
+    except (ValueError, TypeError):
+        moment = pd.NaT
+    if pd.isna(moment):
+        raise ConfigError(f"`{name}` must be a date like 2026-06-30 or 2026-06-30 12:00:00 "
+                          f"(UTC); got {value!r}")
+    return moment

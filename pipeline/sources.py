@@ -48,7 +48,7 @@ import pandas as pd
 import yaml
 
 from features.fit import KNOWN_COLUMNS
-from pipeline.contract import DATETIME, REJECT_COLUMNS, parse_dates, to_naive_utc
+from pipeline.contract import DATETIME, REJECT_COLUMNS, parse_dates, parse_moment
 from pipeline.errors import ConfigError, DataError, LeadpropError
 from pipeline.readers import ReadOptions, read_table
 
@@ -254,7 +254,7 @@ def parse_source(raw: Any, file: str = "source.yaml") -> SourceConfig:
     config = SourceConfig(
         file=file, name=str(raw.get("name") or Path(file).stem), leads=leads, outcome=outcome,
         events=events, params=MappingProxyType(_params(file, raw.get("params"))),
-        exported_at=_moment(file, raw.get("exported_at")),
+        exported_at=_exported_at(file, raw.get("exported_at")),
         description=str(raw.get("description") or ""),
     )
     _check_consistency(config)
@@ -439,17 +439,11 @@ def _params(file: str, value: Any) -> dict[str, Any]:
     return given
 
 
-def _moment(file: str, value: Any) -> pd.Timestamp | None:
-    if value is None or value == "":
-        return None
+def _exported_at(file: str, value: Any) -> pd.Timestamp | None:
     try:
-        moment = to_naive_utc(value)
-    except (ValueError, TypeError):
-        moment = pd.NaT
-    if pd.isna(moment):
-        raise ConfigError(f"{file}: `exported_at` must be a date like 2026-06-30 or "
-                          f"'2026-06-30 12:00:00'; got {value!r}")
-    return moment
+        return parse_moment("exported_at", value)
+    except ConfigError as err:
+        raise ConfigError(f"{file}: {err}") from None
 
 
 def _check_consistency(config: SourceConfig) -> None:

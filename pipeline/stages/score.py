@@ -63,7 +63,7 @@ from pipeline.contract import (
     EVENTS_REQUIRED,
     empty_events,
     empty_rejects,
-    to_naive_utc,
+    parse_moment,
     utc_now,
     validate_events,
     validate_leads,
@@ -567,20 +567,6 @@ def batch_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------------ entry point
-
-
-def parse_moment(name: str, value: Any) -> pd.Timestamp | None:
-    """A CLI/params moment as naive UTC (aware values converted); ConfigError if unreadable."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        moment = to_naive_utc(value)
-    except (ValueError, TypeError):
-        moment = pd.NaT
-    if pd.isna(moment):
-        raise ConfigError(f"`{name}` must be a date like 2026-06-30 or 2026-06-30 12:00:00 "
-                          f"(UTC); got {value!r}")
-    return moment
 
 
 def now_utc() -> pd.Timestamp:

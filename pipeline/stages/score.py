@@ -339,7 +339,8 @@ def score_open_leads(
     events = empty_events() if events is None else events
     if len(events) and not events["lead_id"].is_monotonic_increasing:
         events = events.sort_values(["lead_id", "timestamp"], kind="stable")
-    ev_ids = events["lead_id"].reset_index(drop=True)
+    # one plain array: searchsorted on an Arrow-backed string Series converts it every call
+    ev_ids = events["lead_id"].to_numpy(dtype=object)
     specs = _drift_specs(reference, bundle)
     counts = {name: np.zeros(_n_bins(spec), np.int64) for name, spec in specs.items()}
     bands = {band_column(name): fitted for name, fitted in bundle.bands.items()}

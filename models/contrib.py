@@ -15,6 +15,7 @@ push a lead up or down in the large majority of cases; reasons use the top few o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -81,7 +82,11 @@ def path_table(
 
 def path_contributions(booster: lgb.Booster, X, table: PathTable) -> np.ndarray:  # noqa: ANN001
     """(rows, features) contributions in log-odds; row sums + table.bias = raw score."""
-    leaves = np.asarray(booster.predict(X, pred_leaf=True, num_iteration=table.num_iteration))
+    # every core (the model was fitted single-threaded for determinism; leaves are exact anyway)
+    threads = os.cpu_count() or 1
+    leaves = np.asarray(
+        booster.predict(X, pred_leaf=True, num_iteration=table.num_iteration, num_threads=threads)
+    )
     if leaves.ndim == 1:
         leaves = leaves[:, None]
     n, t = leaves.shape

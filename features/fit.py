@@ -240,7 +240,8 @@ def region_of(country: pd.Series) -> pd.Series:
     return out
 
 
-def _is_numeric_like(values: pd.Series) -> bool:
+def is_numeric_like(values: pd.Series) -> bool:
+    """True when every present value reads as a number (numeric and bool dtypes included)."""
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         return True
     present = values.dropna()
@@ -252,8 +253,6 @@ def _is_numeric_like(values: pd.Series) -> bool:
             return False
     return True
 
-
-is_numeric_like = _is_numeric_like  # public name; `_is_numeric_like` kept for callers
 
 
 def extra_columns(leads: pd.DataFrame, settings: FeatureSettings) -> list[str]:
@@ -324,7 +323,7 @@ def fit_features(leads: pd.DataFrame, settings: FeatureSettings) -> pd.DataFrame
         if pd.api.types.is_datetime64_any_dtype(values):
             continue
         key = f"extra_{sanitize(name)}"
-        if _is_numeric_like(values):
+        if is_numeric_like(values):
             num = values.astype("float64") if pd.api.types.is_bool_dtype(values) else values
             if not pd.api.types.is_numeric_dtype(num):
                 num = num.astype("str").str.strip()

@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import align_features, build_features
-from features.fit import _is_numeric_like, extra_columns
+from features.fit import extra_columns, is_numeric_like
 from features.settings import FeatureSettings
 from features.snapshots import NOT_OPEN_REASONS, data_end, scoring_spine
 from models import drift
@@ -297,7 +297,7 @@ def pin_extra_types(leads: pd.DataFrame, fs: FeatureSettings) -> tuple[pd.DataFr
         if (pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values)
                 or pd.api.types.is_bool_dtype(values)):
             continue
-        if _is_numeric_like(values):
+        if is_numeric_like(values):
             numeric[col] = pd.to_numeric(values.astype("str").str.strip(), errors="coerce")
             continue
         text = values.astype("str").str.strip()

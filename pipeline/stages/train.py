@@ -29,10 +29,6 @@ log = logging.getLogger(__name__)
 RULES_FILE = Path("rules.yaml")
 
 
-def models_dir(params: Any) -> Path:
-    return Path(params.paths.models)
-
-
 def rule_points(frame: pd.DataFrame, params: Any) -> tuple[pd.Series | None, dict]:
     """Manual point totals per snapshot from rules.yaml (None when there is no rules file)."""
     if not RULES_FILE.exists():
@@ -86,9 +82,7 @@ def scoring_reference(result: Any, params: Any) -> dict | None:
     _, fs = feature_settings(params)
     bundle = result.bundle
     X = bundle.matrix(
-        align_features(
-            build_features(spine, leads, events, fs), bundle.features, category_levels_of(bundle)
-        )
+        align_features(build_features(spine, leads, events, fs), bundle.features, bundle.categories)
     )
     ref = drift_reference(
         X,
@@ -96,10 +90,6 @@ def scoring_reference(result: Any, params: Any) -> dict | None:
         top_features(bundle.features, bundle.model.booster_.feature_importance("gain"), 10),
     )
     return {**ref, "as_of": as_of.isoformat(), "population": "open leads at the test-period start"}
-
-
-def category_levels_of(bundle: Any) -> dict[str, list[str]]:
-    return {c: list(v) for c, v in bundle.categories.items()}
 
 
 def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):  # noqa: ANN201
@@ -139,7 +129,7 @@ def from_params(params: Any) -> dict:
     if result.summary["split"]["warning"]:
         log.warning(result.summary["split"]["warning"])
 
-    out = models_dir(params)
+    out = Path(params.paths.models)
     out.mkdir(parents=True, exist_ok=True)
     write_with(out / "bundle.joblib", lambda tmp: joblib.dump(result.bundle, tmp, compress=3))
     write_with(out / "logreg.joblib", lambda tmp: joblib.dump(result.logreg, tmp, compress=3))

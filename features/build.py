@@ -101,6 +101,20 @@ def feature_columns(frame: pd.DataFrame, spine_columns: Iterable[str] = ()) -> l
     return [c for c in frame.columns if c not in skip]
 
 
+#: The foundation's feature set ([1/6]), kept as the yardstick the point-in-time features must
+#: beat: all-time counts per event type, lead age, and the lead fields used as they come - no
+#: windows, recency, sessions, email engagement, decay, or signals derived from email or title.
+_BASIC = re.compile(
+    r"evt_.+_all|events_all|lead_age_days"
+    r"|fit_(source|industry|country|log_company_size|budget|need|timeframe)"
+)
+
+
+def basic_feature_columns(columns: Iterable[str]) -> list[str]:
+    """The subset of `columns` that makes up the basic (foundation) feature set, in order."""
+    return [c for c in columns if _BASIC.fullmatch(str(c))]
+
+
 def feature_groups(
     columns: Iterable[str], settings: FeatureSettings | None = None
 ) -> dict[str, str]:

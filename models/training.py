@@ -30,7 +30,7 @@ from models.settings import (
 from models.split import split_leads, validation_slice
 
 log = logging.getLogger(__name__)
-SCORERS = ("lightgbm", "logreg", "rules")
+SCORERS = ("lightgbm", "lightgbm_basic", "logreg", "rules")
 
 
 @dataclass
@@ -83,9 +83,14 @@ def train_all(
     horizon_days: int,
     rule_points: pd.Series | None = None,
     groups: Mapping[str, str] | None = None,
+    baseline_features: Sequence[str] | None = None,
 ) -> TrainResult:
     """Fit LightGBM, logistic regression and (when `rule_points` is given, aligned with
     `frame`) the rules baseline; calibrate each on the calibration split; fit bands.
+
+    With `baseline_features` (a strict, non-empty subset of `features`), a second LightGBM
+    with the same settings is fitted on that subset alone and scored as `lightgbm_basic`:
+    the yardstick that shows what the richer features add.
 
     `frame` holds `lead_id`, `created_at` (may be absent: stratified split), `as_of`,
     `label` and the feature columns.
@@ -129,6 +134,15 @@ def train_all(
 
     raw = {"lightgbm": lgbm.predict_proba(X_all)[:, 1], "logreg": logreg.predict_proba(X_all)[:, 1]}
     kinds = {"lightgbm": "probability", "logreg": "probability"}
+    basic = [c for c in (baseline_features or ()) if c in features]
+    if basic and len(basic) < len(features):
+        X_basic = X_tr[basic]
+        basic_model = fit_lightgbm(
+            X_basic.loc[~val], y_tr[~val], X_basic.loc[val], y_tr[val], train.lightgbm,
+            train.seed, early_stopping_rounds=train.early_stopping_rounds,
+        )
+        raw["lightgbm_basic"] = basic_model.predict_proba(X_all[basic])[:, 1]
+        kinds["lightgbm_basic"] = "probability"
     if rule_points is not None:
         raw["rules"] = rule_points.to_numpy(dtype="float64")
         kinds["rules"] = "score"
@@ -184,7 +198,8 @@ def train_all(
                 for part in ("train", "calibration", "test")
             },
         },
-        "features": {"n": len(features), "categorical": cats},
+        "features": {"n": len(features), "categorical": cats,
+                     "basic": basic if "lightgbm_basic" in raw else []},
         "lightgbm": {
             "best_iteration": bundle.metadata["best_iteration"],
             "validation_rows": int(val.sum()),

@@ -51,6 +51,7 @@ TOP_SUSPECTS = 15
 _SCORER_LABELS = {
     "lightgbm": "LightGBM model",
     "logreg": "Logistic regression",
+    "lightgbm_basic": "LightGBM, basic features",
     "learned_rules": "Learned rules",
     "rules": "Manual rules",
     "truth": "Ceiling (true probability)",
@@ -58,6 +59,7 @@ _SCORER_LABELS = {
 _SCORER_COLORS = {
     "lightgbm": "#1f5fa8",
     "logreg": "#e07b00",
+    "lightgbm_basic": "#7fa7d4",
     "learned_rules": "#2e8b57",
     "rules": "#b22222",
     "truth": "#333333",

@@ -16,7 +16,7 @@ from typing import Any
 import joblib
 import pandas as pd
 
-from features.build import align_features, build_features
+from features.build import align_features, basic_feature_columns, build_features
 from models.drift import drift_reference, top_features
 from models.settings import ModelError
 from models.training import train_all
@@ -105,6 +105,7 @@ def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):
             horizon_days=int(meta["horizon_days"]),
             rule_points=points,
             groups=meta.get("groups"),
+            baseline_features=basic_feature_columns(meta["features"]),
         )
     except ModelError as err:
         raise LeadpropError(f"train: {err}") from err

@@ -58,7 +58,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
 def test_repro_writes_metrics_with_the_stable_keys(project: tuple[Path, dict]) -> None:
     work, env = project
     metrics = json.loads((work / "reports" / "metrics.json").read_text())
-    for scorer in ("lightgbm", "logreg", "rules", "truth"):
+    for scorer in ("lightgbm", "lightgbm_basic", "logreg", "rules", "truth"):
         for key in (
             "roc_auc",
             "pr_auc",
@@ -137,3 +137,28 @@ def test_report_and_bands_exist(project: tuple[Path, dict]) -> None:
     for band_set in bands["band_sets"].values():
         cutoffs = [b["min_propensity"] for b in band_set["bands"]]
         assert cutoffs == sorted(cutoffs) and cutoffs[0] == 0.0
+
+
+def test_ceiling_study_lines_up_the_hidden_state(project: tuple[Path, dict]) -> None:
+    """studies.auc_ceiling on the pipeline's own outputs: every positive example was in a
+    live phase at its as_of, and knowing the exact hidden state beats the features."""
+    from pipeline.settings import load_params
+    from pipeline.stages.generate import settings_from_params
+    from pipeline.synth import N_TRANSIENT, PHASES
+    from studies.auc_ceiling import hidden_state, study
+
+    work, _ = project
+    params = load_params(work / "params.yaml")
+    frame = pd.read_parquet(work / "data" / "features" / "train.parquet")
+    meta = json.loads((work / "data" / "features" / "meta.json").read_text())
+    hidden = hidden_state(frame, settings_from_params(params))
+    live = set(PHASES[:N_TRANSIENT])
+    assert hidden.loc[frame["label"] == 1, "hidden_phase"].isin(live).all()
+    assert hidden["hidden_phase"].notna().all()
+    truth = pd.read_csv(work / "data" / "raw" / "truth.csv")
+    oracle = ("hidden_fit", "hidden_intent", "hidden_phase")
+    rows = study(frame, meta["features"], truth, hidden, params, int(meta["horizon_days"]),
+                 variants={"features": (), "+ hidden state": oracle})
+    assert rows["+ hidden state"]["test"]["roc_auc"] > rows["features"]["test"]["roc_auc"]
+    assert rows["features"]["test"]["truth_roc_auc"] == rows["+ hidden state"]["test"][
+        "truth_roc_auc"]

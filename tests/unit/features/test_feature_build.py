@@ -8,6 +8,7 @@ import pytest
 
 from features.build import (
     align_features,
+    basic_feature_columns,
     build_features,
     category_levels,
     feature_columns,
@@ -68,6 +69,17 @@ def test_values(frame):
     assert a7.fit_industry == "software"
     b1 = frame[(frame.lead_id == "b") & (frame.age_days == 1)].iloc[0]
     assert b1.evt_pricing_view_all == 0 and b1.days_since_last_pricing != b1.days_since_last_pricing
+
+
+def test_basic_feature_set_is_counts_age_and_raw_fields(frame):
+    basic = basic_feature_columns(feature_columns(frame))
+    assert basic[0] == "lead_age_days"
+    assert "evt_site_visit_all" in basic and "events_all" in basic and "fit_industry" in basic
+    # no windows, recency, engagement, decay or derived fit signals
+    for col in ("evt_site_visit_7d", "grp_research_all", "days_since_last_research",
+                "decay_score", "email_open_rate", "fit_email_domain_type", "fit_region",
+                "extra_demo_booked_at_days"):
+        assert col in frame.columns and col not in basic
 
 
 def test_build_is_deterministic(frame):

@@ -104,6 +104,23 @@ def test_train_all_fits_calibrates_and_bands_every_scorer() -> None:
     assert np.allclose(again["propensity"], out["propensity"])
 
 
+def test_basic_feature_yardstick_is_a_scorer_fitted_on_the_subset_alone() -> None:
+    frame = make_frame(seed=5)
+    features = ["intent", "noise", "tier"]
+    result = train_all(frame, features, *settings(), 90, baseline_features=["noise", "tier"])
+    test = result.predictions[result.predictions.split == "test"]
+    # without `intent` the yardstick sees only the weak `tier` signal
+    assert roc_auc(test["label"], test["p_lightgbm"]) > roc_auc(
+        test["label"], test["p_lightgbm_basic"]
+    ) + 0.1
+    assert result.summary["features"]["basic"] == ["noise", "tier"]
+    assert result.bundle.features == features  # the served model keeps every feature
+    # the same set as the model's, or none at all, is no yardstick
+    for subset in (features, [], None):
+        out = train_all(frame, features, *settings(), 90, baseline_features=subset)
+        assert "p_lightgbm_basic" not in out.predictions
+
+
 def test_same_seed_same_scores() -> None:
     frame = make_frame(1500, seed=3)
     a = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).predictions

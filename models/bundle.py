@@ -6,6 +6,7 @@ It is what the MLflow pyfunc model wraps, so it holds no paths and no MLflow obj
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import pandas as pd
 
 from models.bands import FittedBands, apply_bands, score_1_99
 from models.calibration import ScoreCalibrator
-from models.contrib import PathTable, path_contributions, path_table
+from models.contrib import Forest, compile_forest
 from models.reasons import top_reasons
 from models.settings import InputError
 
@@ -51,19 +52,16 @@ class ScoringBundle:
         """The model's feature matrix: training columns in order, categories on training levels
         (unseen values -> 'other', missing -> 'unknown')."""
         self.check_columns(frame)
-        out = {}
-        for col in self.features:
-            values = frame[col]
-            if col in self.categories:
-                levels = self.categories[col]
-                fill = "unknown" if "unknown" in levels else "other"
-                text = values.astype("object").where(values.notna(), fill).astype(str)
-                text = text.where(text.isin(levels), "other" if "other" in levels else fill)
-                values = pd.Categorical(text.where(text.isin(levels), None), categories=levels)
-            else:
-                values = pd.to_numeric(values, errors="coerce").astype("float64")
-            out[col] = values
+        out = {col: self._column(frame[col], col) for col in self.features}
         return pd.DataFrame(out, index=frame.index)
+
+    def _column(self, values: pd.Series, col: str) -> pd.Series:
+        """One `matrix` column: float64, or a categorical on the training levels."""
+        if col not in self.categories:
+            return pd.to_numeric(values, errors="coerce").astype("float64")
+        levels = self.categories[col]
+        codes = level_codes(values, levels)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=levels), index=values.index)
 
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
         return self.model.predict_proba(self.matrix(frame))[:, 1]
@@ -83,20 +81,6 @@ class ScoringBundle:
             out[band_column(name)] = apply_bands(p, fitted)
         return out
 
-    def array(self, X: pd.DataFrame) -> np.ndarray:
-        """A `matrix` as a float array (categories as their training codes, NaN if missing):
-        what LightGBM sees, without its slower pandas conversion."""
-        cols = []
-        for col in self.features:
-            values = X[col]
-            if col in self.categories:
-                codes = values.cat.codes.to_numpy().astype("float64")
-                codes[codes < 0] = np.nan
-                cols.append(codes)
-            else:
-                cols.append(values.to_numpy(dtype="float64", na_value=np.nan))
-        return np.ascontiguousarray(np.column_stack(cols))
-
     def score_frame(
         self,
         frame: pd.DataFrame,
@@ -105,12 +89,11 @@ class ScoringBundle:
         n_against: int = 2,
         marks: tuple[str, str] = ("+ ", "− "),
     ) -> pd.DataFrame:
-        """`predict_frame` plus `reasons`, from one pass over the trees: each lead's leaves
-        give both its contributions and (their sum + bias) its raw score."""
-        X = self.matrix(frame)
-        contrib = path_contributions(self.model.booster_, self.array(X), self._paths())
-        raw = contrib.sum(axis=1) + self._paths().bias
-        p = self.calibrator.predict(1.0 / (1.0 + np.exp(-raw)))
+        """`predict_frame` plus `reasons`, from one pass over the compiled trees: each lead's
+        leaves give both its raw score (summed like LightGBM, so the same propensity to the
+        last bit) and its contributions. Only the features the trees split on are read."""
+        columns, raw, contrib = self._contributions(frame)
+        p = self.calibrator.predict(_sigmoid(raw))
         out = pd.DataFrame(
             {"propensity": p, "score": score_1_99(p).astype("int64")}, index=frame.index
         )
@@ -118,35 +101,79 @@ class ScoringBundle:
             out[band_column(name)] = apply_bands(p, fitted)
         if reasons:
             out["reasons"] = top_reasons(
-                contrib, X, self.features, n_for=n_for, n_against=n_against, marks=marks
+                contrib.T, columns, list(columns), n_for=n_for, n_against=n_against, marks=marks
             )
         return out
-
-    def _paths(self) -> PathTable:
-        table = self.metadata.get("_path_table")
-        if table is None:
-            best = self.model.best_iteration_ or None
-            table = path_table(self.model.booster_, len(self.features), best)
-            self.metadata["_path_table"] = table
-        return table
-
-    def _contrib(self, X: pd.DataFrame) -> np.ndarray:
-        return path_contributions(self.model.booster_, self.array(X), self._paths())
 
     def explain(self, frame: pd.DataFrame, n_for: int = 3, n_against: int = 2) -> list[str]:
         """Top reasons per row from the model's own per-lead contributions (path
         attribution over its trees; see models.contrib)."""
-        X = self.matrix(frame)
-        return top_reasons(self._contrib(X), X, self.features, n_for=n_for, n_against=n_against)
+        columns, _, contrib = self._contributions(frame)
+        return top_reasons(contrib.T, columns, list(columns), n_for=n_for, n_against=n_against)
 
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Per-row, per-feature contributions in log-odds (the last column is the bias);
         each row sums to the model's raw score."""
-        X = self.matrix(frame)
-        contrib = self._contrib(X)
-        out = pd.DataFrame(contrib, columns=self.features, index=frame.index)
-        out["bias"] = self._paths().bias
+        forest = self._forest()
+        *_, contrib = self._contributions(frame)
+        out = pd.DataFrame(forest.full_width(contrib), columns=self.features, index=frame.index)
+        out["bias"] = forest.bias
         return out
+
+    def _contributions(
+        self, frame: pd.DataFrame
+    ) -> tuple[dict[str, pd.Series], np.ndarray, np.ndarray]:
+        """The `matrix` columns of the features the trees split on (the only ones that can
+        contribute), the raw scores and the (used features, rows) contributions."""
+        self.check_columns(frame)
+        forest = self._forest()
+        names = [self.features[i] for i in forest.used]
+        columns = {col: self._column(frame[col], col) for col in names}
+        X = [self._model_values(values) for values in columns.values()]
+        return columns, *forest.contributions(X or np.empty((0, len(frame))))
+
+    @staticmethod
+    def _model_values(values: pd.Series) -> np.ndarray:
+        """A `matrix` column as LightGBM reads it: float64, categories as codes, NaN missing
+        (numeric columns are not copied)."""
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes = values.cat.codes.to_numpy()
+            return np.where(codes >= 0, codes, np.nan)
+        return np.asarray(values, dtype=np.float64)
+
+    def _forest(self) -> Forest:
+        """The compiled trees (built once, kept in `metadata`; picklable)."""
+        forest = self.metadata.get("_forest")
+        if forest is None:
+            best = self.model.best_iteration_ or None
+            forest = compile_forest(self.model.booster_, len(self.features), best)
+            self.metadata["_forest"] = forest
+        return forest
+
+
+def _sigmoid(raw: np.ndarray) -> np.ndarray:
+    """LightGBM's probability 1 / (1 + exp(-raw)) to the last bit: with the C library's exp,
+    as LightGBM (numpy's vectorised exp can differ in the last bit, and a lead exactly on a
+    band cutoff would then change band). exp(-raw) overflows to inf past -raw = 709."""
+    neg = -raw
+    e = np.fromiter(map(math.exp, np.minimum(neg, 709.0).tolist()), np.float64, len(neg))
+    return 1.0 / (1.0 + np.where(neg > 709.0, np.inf, e))
+
+
+def level_codes(values: pd.Series, levels: Sequence[str]) -> np.ndarray:
+    """Codes of `values` on the training `levels` (-1: none), compared as strings: missing
+    -> "unknown" (else "other"), values not in `levels` -> "other" (else the missing one)."""
+    index = {str(v): i for i, v in enumerate(levels)}
+    missing = index.get("unknown", index.get("other", -1))
+    unseen = index.get("other", index.get("unknown", -1))
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
+    else:
+        present = values.notna().to_numpy()
+        codes = np.full(len(values), -1, dtype=np.intp)
+        codes[present], uniques = pd.factorize(values[present].astype("object").astype(str))
+    lookup = np.array([index.get(str(u), unseen) for u in uniques] + [missing], dtype=np.intp)
+    return lookup[codes]  # code -1 (missing) picks the last entry
 
 
 def band_column(band_set: str) -> str:

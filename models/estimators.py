@@ -200,7 +200,10 @@ def make_logreg(
                 "numeric",
                 Pipeline(
                     [
-                        ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                        # a column never observed in training (a field this export lacks)
+                        # is kept as a constant: same columns at scoring, no warning
+                        ("impute", SimpleImputer(strategy="median", add_indicator=True,
+                                                 keep_empty_features=True)),
                         ("scale", StandardScaler()),
                     ]
                 ),

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
@@ -113,15 +114,13 @@ def train_all(
     train_rows = frame.loc[is_train]
     val = validation_slice(train_rows, train.validation_fraction, seed=train.seed).to_numpy()
     X_tr, y_tr = X_all.loc[is_train], y[is_train]
-    lgbm = fit_lightgbm(
-        X_tr.loc[~val],
-        y_tr[~val],
-        X_tr.loc[val],
-        y_tr[val],
-        train.lightgbm,
-        train.seed,
-        early_stopping_rounds=train.early_stopping_rounds,
-    )
+
+    def early_stopped(columns: Sequence[str]) -> lgb.LGBMClassifier:
+        X = X_tr[list(columns)]
+        return fit_lightgbm(X.loc[~val], y_tr[~val], X.loc[val], y_tr[val], train.lightgbm,
+                            train.seed, early_stopping_rounds=train.early_stopping_rounds)
+
+    lgbm = early_stopped(features)
     logreg = make_logreg(
         numeric,
         cats,
@@ -136,12 +135,7 @@ def train_all(
     kinds = {"lightgbm": "probability", "logreg": "probability"}
     basic = [c for c in (baseline_features or ()) if c in features]
     if basic and len(basic) < len(features):
-        X_basic = X_tr[basic]
-        basic_model = fit_lightgbm(
-            X_basic.loc[~val], y_tr[~val], X_basic.loc[val], y_tr[val], train.lightgbm,
-            train.seed, early_stopping_rounds=train.early_stopping_rounds,
-        )
-        raw["lightgbm_basic"] = basic_model.predict_proba(X_all[basic])[:, 1]
+        raw["lightgbm_basic"] = early_stopped(basic).predict_proba(X_all[basic])[:, 1]
         kinds["lightgbm_basic"] = "probability"
     if rule_points is not None:
         raw["rules"] = rule_points.to_numpy(dtype="float64")

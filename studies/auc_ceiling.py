@@ -40,10 +40,12 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
+from models.estimators import prepare_categories
 from models.metrics import roc_auc
 from models.training import categorical_columns, train_all
 from pipeline import synth
 from pipeline.settings import load_params
+from pipeline.stages.evaluate import attach_truth
 from pipeline.stages.generate import settings_from_params
 
 HIDDEN = ("fit", "intent", "phase")
@@ -77,9 +79,7 @@ def estimates(frame: pd.DataFrame, features: Sequence[str], hidden: pd.DataFrame
               seed: int, folds: int = 5) -> pd.DataFrame:
     """The hidden state predicted from `features`, cross-fitted so no lead's estimate comes
     from a model that saw it: `est_fit`, `est_intent`, `est_phase_<phase>` (probabilities)."""
-    X = frame[list(features)].copy()
-    for col in categorical_columns(frame, features):
-        X[col] = X[col].astype("category")
+    X, _ = prepare_categories(frame[list(features)], categorical_columns(frame, features))
     groups = frame["lead_id"].to_numpy()
     phases = hidden["hidden_phase"].cat.codes.to_numpy()
     out = pd.DataFrame(index=frame.index)
@@ -109,9 +109,7 @@ def study(frame: pd.DataFrame, features: Sequence[str], truth: pd.DataFrame,
     features = list(features)
     extra = pd.concat([hidden, estimates(frame, features, hidden, params.train.seed)], axis=1)
     data = pd.concat([frame, extra], axis=1)
-    p_true = data[["lead_id", "as_of"]].merge(
-        truth.assign(as_of=pd.to_datetime(truth["as_of"]).astype(data["as_of"].dtype)),
-        on=["lead_id", "as_of"], how="left", validate="one_to_one")["p_true"].to_numpy()
+    p_true = attach_truth(data[["lead_id", "as_of"]], truth)["p_truth"].to_numpy()
     rows: dict[str, Any] = {}
     for name, added in variants.items():
         result = train_all(data, [*features, *added], params.split, params.train,

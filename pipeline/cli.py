@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from pipeline.errors import LeadpropError
 
@@ -24,6 +25,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: "[default: 42]" must show, not be read as rich markup.
+    rich_markup_mode=None,
 )
 err_console = Console(stderr=True)
 console = Console()
@@ -39,7 +42,8 @@ def _main(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
         datefmt="[%X]",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
+        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False,
+                              markup=False)],
         force=True,
     )
 
@@ -49,8 +53,15 @@ def _guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except LeadpropError as err:
-        err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True, highlight=False)
+        report_error(err)
         raise typer.Exit(code=2) from None
+
+
+def report_error(err: BaseException) -> None:
+    """One red "error:" then the message as plain text: messages quote user data (cells,
+    headers), so square brackets in them are never read as rich markup."""
+    err_console.print(Text.assemble(("error: ", "bold red"), str(err)), soft_wrap=True,
+                      highlight=False)
 
 
 def _params(path: Path):  # noqa: ANN202

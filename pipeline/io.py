@@ -7,13 +7,15 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pipeline.errors import DataError
 
 
 @contextmanager
@@ -71,6 +73,14 @@ def write_json(path: Path | str, payload: Any) -> Path:
             json.dumps(_jsonable(payload), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
     return path
+
+
+def require_inputs(paths: Iterable[Path | str], stage: str) -> None:
+    """DataError naming the first missing input and the stage that writes it."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: not found; run `leadprop {stage}` (or `dvc repro`) first",
+                            file=str(path))
 
 
 def read_json(path: Path | str) -> Any:

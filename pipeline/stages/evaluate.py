@@ -28,7 +28,7 @@ from models.metrics import (
     roc_curve_frame,
 )
 from pipeline import tracking
-from pipeline.io import read_json, write_json, write_with
+from pipeline.io import read_json, require_inputs, write_json, write_with
 from pipeline.report import ReportContext, render_plots, render_report
 
 log = logging.getLogger(__name__)
@@ -213,6 +213,11 @@ def _plot_csv(curves: dict[str, dict[str, pd.DataFrame]], kind: str) -> pd.DataF
 def from_params(params: Any) -> dict:
     """CLI entry (`leadprop evaluate`)."""
     mdir = Path(params.paths.models)
+    require_inputs(
+        [mdir / f for f in ("bundle.joblib", "predictions.parquet", "summary.json", "run.json")],
+        "train",
+    )
+    require_inputs([Path(params.paths.features) / "train.parquet"], "features")
     bundle: ScoringBundle = joblib.load(mdir / "bundle.joblib")
     predictions = pd.read_parquet(mdir / "predictions.parquet")
     summary = read_json(mdir / "summary.json")

@@ -21,7 +21,7 @@ from models.bundle import ScoringBundle, model_input
 from models.metrics import log_loss, roc_auc
 from pipeline import tracking
 from pipeline.errors import LeadpropError
-from pipeline.io import read_json, write_json
+from pipeline.io import read_json, require_inputs, write_json
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
 def from_params(params: Any) -> dict:
     """CLI entry (`leadprop register`)."""
     mdir = Path(params.paths.models)
+    require_inputs(
+        [mdir / f for f in ("bundle.joblib", "predictions.parquet", "run.json")], "train"
+    )
+    require_inputs([Path(params.paths.features) / "train.parquet"], "features")
     name = params.register.model_name
     bundle: ScoringBundle = joblib.load(mdir / "bundle.joblib")
     predictions = pd.read_parquet(mdir / "predictions.parquet")

@@ -21,11 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.utils.validation import check_is_fitted
 
 from models import metrics
@@ -137,8 +138,12 @@ class ScoreCalibrator(BaseEstimator):
             out = est.predict_proba(t.reshape(-1, 1))[:, 1]
         return np.clip(out, self.clip, 1 - self.clip)
 
-    def fit(self, X: ArrayLike, y: ArrayLike) -> ScoreCalibrator:
-        """Fit on the calibration split: X = raw scores (1-d or one column), y = 0/1."""
+    def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None) -> ScoreCalibrator:
+        """Fit on the calibration split: X = raw scores (1-d or one column), y = 0/1.
+
+        `groups` (one lead id per row) keeps all snapshots of a lead in one cross-fitting
+        fold, so the method choice and `ece_after_` are not flattered by a lead's other
+        snapshots."""
         self._check_params()
         raw = self._raw(X)
         yy = np.asarray(y, dtype=float).ravel()
@@ -158,14 +163,22 @@ class ScoreCalibrator(BaseEstimator):
         self.scale_ = float(t.std()) or 1.0
         z = (t - self.center_) / self.scale_
 
-        folds = StratifiedKFold(
-            n_splits=min(self.n_folds, positives, negatives),
-            shuffle=True,
-            random_state=self.random_state,
-        )
+        n_splits = min(self.n_folds, positives, negatives)
+        if groups is None:
+            folds = StratifiedKFold(n_splits=n_splits, shuffle=True,
+                                    random_state=self.random_state)
+            splits = folds.split(z.reshape(-1, 1), yy)
+        else:
+            g = np.asarray(groups)
+            if g.size != yy.size:
+                raise InputError(f"`groups` has {g.size} values for {yy.size} scores")
+            n_splits = min(n_splits, len(pd.unique(g)))
+            folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True,
+                                         random_state=self.random_state)
+            splits = folds.split(z.reshape(-1, 1), yy, g)
         candidates = list(METHODS) if self.method == "auto" else [self.method]
         oof = {m: np.empty(yy.size) for m in candidates}
-        for train_idx, test_idx in folds.split(z.reshape(-1, 1), yy):
+        for train_idx, test_idx in splits:
             for m in candidates:
                 est = self._fit_one(m, z[train_idx], yy[train_idx])
                 oof[m][test_idx] = self._predict_one(est, z[test_idx])
@@ -174,9 +187,10 @@ class ScoreCalibrator(BaseEstimator):
         order = sorted(candidates, key=lambda m: (self.cv_log_loss_[m], m != "sigmoid"))
         self.method_ = order[0]
         self.ece_before_ = (
-            metrics.ece(yy, raw) if self.input_kind == "probability" else float("nan")
+            metrics.ece(yy, raw, strategy="quantile")
+            if self.input_kind == "probability" else float("nan")
         )
-        self.ece_after_ = metrics.ece(yy, oof[self.method_])
+        self.ece_after_ = metrics.ece(yy, oof[self.method_], strategy="quantile")
         self.estimator_ = self._fit_one(self.method_, z, yy)
         self.n_ = int(yy.size)
         self.positives_ = positives
@@ -211,12 +225,14 @@ def fit_calibrator(
     settings: CalibrationSettings | None = None,
     seed: int = 0,
     input_kind: str = "probability",
+    groups: ArrayLike | None = None,
 ) -> ScoreCalibrator:
-    """Fit a `ScoreCalibrator` on the calibration split's raw scores and outcomes."""
+    """Fit a `ScoreCalibrator` on the calibration split's raw scores and outcomes
+    (`groups`: the lead of each row, for lead-grouped cross-fitting)."""
     s = settings or CalibrationSettings()
     return ScoreCalibrator(
         method=s.method, n_folds=s.n_folds, random_state=seed, input_kind=input_kind
-    ).fit(raw_cal, y_cal)
+    ).fit(raw_cal, y_cal, groups=groups)
 
 
 def calibrate_model(

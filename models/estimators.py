@@ -8,6 +8,7 @@ the logistic regression one-hot encodes them itself.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import lightgbm as lgb
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "fit_lightgbm",
     "make_logreg",
     "prepare_categories",
+    "refit_lightgbm",
     "unseen_categories",
 ]
 
@@ -145,15 +147,7 @@ def fit_lightgbm(
                 f"LightGBM {name} data needs both outcomes; got {int(yy.sum())} positives "
                 f"in {yy.size} rows"
             )
-    model = lgb.LGBMClassifier(
-        objective="binary",
-        random_state=int(seed),
-        n_jobs=n_jobs,
-        deterministic=True,
-        force_row_wise=True,
-        verbose=-1,
-        **params.to_lgbm_kwargs(),
-    )
+    model = _classifier(params, seed, n_jobs)
     model.fit(
         X_train,
         ytr,
@@ -165,6 +159,35 @@ def fit_lightgbm(
         ],
     )
     return model
+
+
+def refit_lightgbm(
+    X: pd.DataFrame, y: object, params: LightGBMSettings, seed: int, n_estimators: int,
+    *, n_jobs: int = 1,
+) -> lgb.LGBMClassifier:
+    """Fit LightGBM with a fixed number of trees and no early stopping: the refit on every
+    training row once early stopping (on a validation slice) has found the tree count."""
+    yy = _binary_target("y", y, len(X))
+    if yy.sum() == 0 or yy.sum() == yy.size:
+        raise InsufficientDataError(
+            f"LightGBM training data needs both outcomes; got {int(yy.sum())} positives in "
+            f"{yy.size} rows"
+        )
+    model = _classifier(replace(params, n_estimators=int(n_estimators)), seed, n_jobs)
+    model.fit(X, yy)
+    return model
+
+
+def _classifier(params: LightGBMSettings, seed: int, n_jobs: int) -> lgb.LGBMClassifier:
+    return lgb.LGBMClassifier(
+        objective="binary",
+        random_state=int(seed),
+        n_jobs=n_jobs,
+        deterministic=True,
+        force_row_wise=True,
+        verbose=-1,
+        **params.to_lgbm_kwargs(),
+    )
 
 
 def make_logreg(

@@ -7,8 +7,14 @@ on the calibration split with `models.calibration.fit_calibrator(..., input_kind
 exactly like the models, so that every scorer is evaluated the same way on the test split.
 
 Choices:
-- `ece` reported by `evaluate_scores` is the equal-width variant with 10 bins on [0, 1]
-  (`strategy="uniform"`); `strategy="quantile"` gives the adaptive, equal-mass variant.
+- `ece` reported by `evaluate_scores` is the equal-mass (quantile) variant with 10 bins:
+  equal-width bins on [0, 1] put most leads of a low-base-rate problem into the first bin,
+  where a 3x over-prediction for the bottom decile cancels out. `ece_uniform` keeps the
+  equal-width variant for comparison.
+- `calibration_slope` / `calibration_intercept`: the logistic recalibration
+  `logit P(y) = a + b logit(p)`; a calibrated score has b = 1, a = 0 (b < 1: too extreme).
+- Intervals of metrics over snapshots resample whole leads (`lead_bootstrap`): the
+  snapshots of one lead are not independent.
 - `lift_at` / `capture_at` contact the top `k` share of rows, `ceil(k * n)` of them. Rows
   tied with the last contacted score are credited with the tied group's average outcome,
   so the result does not depend on row order.
@@ -17,12 +23,14 @@ Choices:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn import metrics as skm
+from sklearn.linear_model import LogisticRegression
 
 from models.settings import InputError, InsufficientDataError
 
@@ -30,10 +38,12 @@ __all__ = [
     "METRIC_KEYS",
     "brier",
     "calibration_frame",
+    "calibration_slope_intercept",
     "capture_at",
     "ece",
     "evaluate_scores",
     "gains_frame",
+    "lead_bootstrap",
     "lift_at",
     "log_loss",
     "pr_auc",
@@ -50,6 +60,9 @@ METRIC_KEYS: tuple[str, ...] = (
     "log_loss",
     "brier",
     "ece",
+    "ece_uniform",
+    "calibration_slope",
+    "calibration_intercept",
     "lift_at_10",
     "capture_at_10",
     "lift_at_20",
@@ -202,17 +215,22 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 def evaluate_scores(y: ArrayLike, p: ArrayLike) -> dict[str, float | int]:
     """All headline metrics of calibrated probabilities `p` against outcomes `y`.
 
-    Keys: roc_auc, pr_auc, log_loss, brier, ece (equal-width, 10 bins), lift_at_10,
+    Keys: roc_auc, pr_auc, log_loss, brier, ece (equal-mass, 10 bins), ece_uniform
+    (equal-width, 10 bins), calibration_slope, calibration_intercept, lift_at_10,
     capture_at_10, lift_at_20, capture_at_20, base_rate, n, positives.
     """
     yy, pp = _as_arrays(y, p, probabilities=True)
     _both_classes(yy, "evaluate_scores")
+    slope, intercept = calibration_slope_intercept(yy, pp)
     out: dict[str, float | int] = {
         "roc_auc": roc_auc(yy, pp),
         "pr_auc": pr_auc(yy, pp),
         "log_loss": log_loss(yy, pp),
         "brier": brier(yy, pp),
-        "ece": ece(yy, pp),
+        "ece": ece(yy, pp, strategy="quantile"),
+        "ece_uniform": ece(yy, pp),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
     }
     for k in (10, 20):
         out[f"lift_at_{k}"] = lift_at(yy, pp, k / 100)
@@ -221,6 +239,61 @@ def evaluate_scores(y: ArrayLike, p: ArrayLike) -> dict[str, float | int]:
     out["n"] = int(yy.size)
     out["positives"] = int(yy.sum())
     return out
+
+
+def calibration_slope_intercept(y: ArrayLike, p: ArrayLike, eps: float = 1e-6
+                                ) -> tuple[float, float]:
+    """(b, a) of the unpenalised logistic fit `logit P(y=1) = a + b logit(p)`."""
+    yy, pp = _as_arrays(y, p, probabilities=True)
+    _both_classes(yy, "calibration_slope_intercept")
+    z = np.log(np.clip(pp, eps, 1 - eps) / (1 - np.clip(pp, eps, 1 - eps)))
+    if np.ptp(z) == 0:
+        return float("nan"), float("nan")
+    fit = LogisticRegression(C=np.inf, max_iter=1000).fit(z.reshape(-1, 1), yy)
+    return float(fit.coef_[0, 0]), float(fit.intercept_[0])
+
+
+def lead_bootstrap(
+    y: ArrayLike,
+    p: ArrayLike,
+    groups: ArrayLike,
+    metrics: Mapping[str, Callable[[np.ndarray, np.ndarray], float]],
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile intervals of each metric, resampling whole groups (leads) with
+    replacement: every snapshot of a drawn lead comes along. Resamples where a metric is
+    undefined (one outcome only) are skipped for it."""
+    yy, pp = _as_arrays(y, p)
+    g = np.asarray(groups)
+    if g.shape != yy.shape:
+        raise InputError(f"`groups` must have one entry per row; got {g.size} for {yy.size}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise InputError(f"`n_boot` must be an integer >= 1; got {n_boot!r}")
+    if not 0 < level < 1:
+        raise InputError(f"`level` must be in (0, 1); got {level!r}")
+    codes, uniques = pd.factorize(g, sort=True)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {name: [] for name in metrics}
+    for _ in range(n_boot):
+        picked = rng.integers(0, len(uniques), len(uniques))
+        rows = np.concatenate([order[starts[i]:starts[i + 1]] for i in picked])
+        yb, pb = yy[rows], pp[rows]
+        if yb.min() == yb.max():
+            continue
+        for name, fn in metrics.items():
+            value = fn(yb, pb)
+            if np.isfinite(value):
+                draws[name].append(value)
+    tail = (1 - level) / 2 * 100
+    return {
+        name: ((float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
+               if v else (float("nan"), float("nan")))
+        for name, v in draws.items()
+    }
 
 
 # --------------------------------------------------------------------------- curves

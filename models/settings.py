@@ -238,6 +238,24 @@ class LogRegSettings:
 
 
 @dataclass(frozen=True)
+class TuneSettings:
+    """The `train.tune` section (see `models.tuning`): `n_trials` (the configured
+    `train.lightgbm` settings are trial 0) bounds the search, `timeout_seconds` stops it
+    early on a slow machine; `enabled: false` or `n_trials: 1` keeps the configured settings.
+    """
+
+    enabled: bool = True
+    n_trials: int = 20
+    timeout_seconds: float = 120.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise SettingsError(f"`train.tune.enabled` must be true or false; got {self.enabled!r}")
+        _positive_int("train.tune.n_trials", self.n_trials)
+        _positive("train.tune.timeout_seconds", self.timeout_seconds)
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """The `train` section."""
 
@@ -248,6 +266,7 @@ class TrainSettings:
     min_calibration_positives: int = 20
     lightgbm: LightGBMSettings = field(default_factory=LightGBMSettings)
     logreg: LogRegSettings = field(default_factory=LogRegSettings)
+    tune: TuneSettings = field(default_factory=lambda: TuneSettings())
 
     def __post_init__(self) -> None:
         seed = _integer("train.seed", self.seed)
@@ -269,15 +288,18 @@ def parse_train(mapping: Mapping[str, Any]) -> TrainSettings:
         "min_positives",
         "min_calibration_positives",
     }
-    _check_keys("train", m, set(), scalar | {"lightgbm", "logreg"})
+    _check_keys("train", m, set(), scalar | {"lightgbm", "logreg", "tune"})
     lgbm = _mapping("train.lightgbm", m.get("lightgbm", {}))
     _check_keys("train.lightgbm", lgbm, set(), _LGBM_KEYS)
     logreg = _mapping("train.logreg", m.get("logreg", {}))
     _check_keys("train.logreg", logreg, set(), {"C", "min_frequency", "max_iter"})
+    tune = _mapping("train.tune", m.get("tune", {}))
+    _check_keys("train.tune", tune, set(), {"enabled", "n_trials", "timeout_seconds"})
     return TrainSettings(
         **{k: m[k] for k in scalar if k in m},
         lightgbm=LightGBMSettings(**lgbm),
         logreg=LogRegSettings(**logreg),
+        tune=TuneSettings(**tune),
     )
 
 

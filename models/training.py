@@ -1,6 +1,8 @@
-"""Fit every scorer the same way on one feature frame: time split, LightGBM (early-stopped on
-the most recent training leads), logistic regression, the manual-rules baseline; calibrate
-each on the calibration split; fit band cutoffs on the calibrated LightGBM probabilities.
+"""Fit every scorer the same way on one feature frame: time split, LightGBM (settings tuned
+and trees early-stopped on the most recent training leads, then refitted on every training
+row; `models.tuning`), logistic regression, the manual-rules baseline; calibrate each on the
+calibration split; fit band cutoffs on the calibrated LightGBM probabilities. The test split
+is only scored: no fitted parameter depends on its labels.
 
 Pure: frames and typed settings in, fitted objects and a predictions frame out.
 """
@@ -20,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from models.bands import FittedBands, estimate_leads_per_week, fit_bands
 from models.bundle import ScoringBundle
 from models.calibration import ScoreCalibrator, fit_calibrator
-from models.estimators import fit_lightgbm, make_logreg, prepare_categories
+from models.estimators import fit_lightgbm, make_logreg, prepare_categories, refit_lightgbm
 from models.settings import (
     BandSet,
     CalibrationSettings,
@@ -29,6 +31,7 @@ from models.settings import (
     TrainSettings,
 )
 from models.split import split_leads, validation_slice
+from models.tuning import refit_rounds, settings_dict, tune_lightgbm
 
 log = logging.getLogger(__name__)
 SCORERS = ("lightgbm", "lightgbm_basic", "logreg", "rules")
@@ -115,12 +118,25 @@ def train_all(
     val = validation_slice(train_rows, train.validation_fraction, seed=train.seed).to_numpy()
     X_tr, y_tr = X_all.loc[is_train], y[is_train]
 
-    def early_stopped(columns: Sequence[str]) -> lgb.LGBMClassifier:
-        X = X_tr[list(columns)]
-        return fit_lightgbm(X.loc[~val], y_tr[~val], X.loc[val], y_tr[val], train.lightgbm,
-                            train.seed, early_stopping_rounds=train.early_stopping_rounds)
+    # Tuning, early stopping and the choice of settings see the training split only: the
+    # older training leads fit, the most recent ones validate (never calibration or test).
+    tuned = tune_lightgbm(X_tr.loc[~val, features], y_tr[~val], X_tr.loc[val, features],
+                          y_tr[val], train.lightgbm, train.tune, train.seed,
+                          early_stopping_rounds=train.early_stopping_rounds)
+    n_fit = int((~val).sum())
 
-    lgbm = early_stopped(features)
+    def refitted(columns: Sequence[str], best_iteration: int) -> lgb.LGBMClassifier:
+        """The early-stopped tree count, refitted on every training row (validation too)."""
+        rounds = refit_rounds(best_iteration, n_fit, len(val))
+        return refit_lightgbm(X_tr[list(columns)], y_tr, tuned.params, train.seed, rounds)
+
+    def early_stopped_rounds(columns: Sequence[str]) -> int:
+        X = X_tr[list(columns)]
+        model = fit_lightgbm(X.loc[~val], y_tr[~val], X.loc[val], y_tr[val], tuned.params,
+                             train.seed, early_stopping_rounds=train.early_stopping_rounds)
+        return int(model.best_iteration_ or tuned.params.n_estimators)
+
+    lgbm = refitted(features, tuned.best_iteration)
     logreg = make_logreg(
         numeric,
         cats,
@@ -135,14 +151,17 @@ def train_all(
     kinds = {"lightgbm": "probability", "logreg": "probability"}
     basic = [c for c in (baseline_features or ()) if c in features]
     if basic and len(basic) < len(features):
-        raw["lightgbm_basic"] = early_stopped(basic).predict_proba(X_all[basic])[:, 1]
+        basic_model = refitted(basic, early_stopped_rounds(basic))
+        raw["lightgbm_basic"] = basic_model.predict_proba(X_all[basic])[:, 1]
         kinds["lightgbm_basic"] = "probability"
     if rule_points is not None:
         raw["rules"] = rule_points.to_numpy(dtype="float64")
         kinds["rules"] = "score"
+    cal_leads = frame.loc[is_cal, "lead_id"].astype(str).to_numpy()
     calibrators = {
         name: fit_calibrator(
-            scores[is_cal], y[is_cal], calibration, seed=train.seed, input_kind=kinds[name]
+            scores[is_cal], y[is_cal], calibration, seed=train.seed, input_kind=kinds[name],
+            groups=cal_leads,
         )
         for name, scores in raw.items()
     }
@@ -172,7 +191,8 @@ def train_all(
         bands=fitted,
         horizon_days=horizon_days,
         groups=dict(groups or {}),
-        metadata={"best_iteration": int(lgbm.best_iteration_ or lgbm.n_estimators)},
+        metadata={"best_iteration": tuned.best_iteration, "n_trees": int(lgbm.n_estimators),
+                  "lightgbm": settings_dict(tuned.params)},
     )
     keep = [c for c in ("lead_id", "as_of", "created_at", "age_days") if c in frame.columns]
     predictions = frame.loc[:, keep].copy()
@@ -196,8 +216,11 @@ def train_all(
                      "basic": basic if "lightgbm_basic" in raw else []},
         "lightgbm": {
             "best_iteration": bundle.metadata["best_iteration"],
+            "n_trees": bundle.metadata["n_trees"],
             "validation_rows": int(val.sum()),
+            "settings": settings_dict(tuned.params),
         },
+        "tuning": tuned.summary(),
         "calibration": {name: c.summary() for name, c in calibrators.items()},
         "bands": {name: fb.to_dict() for name, fb in fitted.items()},
         "leads_per_week": per_week,

@@ -3,7 +3,9 @@
 Reads `data/models/` (bundle, predictions, summary, run id), `paths.features/train.parquet`
 (for per-feature contributions) and, when present, `paths.raw/truth.csv` (the synthetic
 generator's true probabilities). Writes `reports/metrics.json` (keys
-`test.<scorer>.<metric>`), `reports/bands.json`, `reports/plots/*.csv` (DVC plots),
+`test.<scorer>.<metric>`, with lead-clustered 95 % intervals `<metric>_ci_low/high` for ROC
+AUC and log-loss), `reports/bands.json`, `reports/reliability.json` (calibration per snapshot
+age), `reports/plots/*.csv` (DVC plots),
 `reports/model_report.html`, and logs all of it to the training run in MLflow.
 """
 
@@ -22,10 +24,15 @@ from models.bands import band_table
 from models.bundle import ScoringBundle
 from models.metrics import (
     calibration_frame,
+    ece,
     evaluate_scores,
     gains_frame,
+    lead_bootstrap,
+    log_loss,
     pr_curve_frame,
+    roc_auc,
     roc_curve_frame,
+    wilson_interval,
 )
 from pipeline import tracking
 from pipeline.io import read_json, require_inputs, write_json, write_with
@@ -83,6 +90,38 @@ def test_metrics(test: pd.DataFrame) -> dict[str, dict[str, float]]:
             continue
         out[scorer] = evaluate_scores(y, p)
     return out
+
+
+def lead_intervals(test: pd.DataFrame, scorers: Any, n_boot: int = 200, seed: int = 0
+                   ) -> dict[str, dict[str, list[float]]]:
+    """scorer -> metric -> [low, high]: 95 % intervals of ROC AUC and log-loss on the test
+    split, resampling whole leads (a lead's snapshots move together)."""
+    fns = {"roc_auc": roc_auc, "log_loss": log_loss}
+    y, groups = test["label"].to_numpy(), test["lead_id"].astype(str).to_numpy()
+    return {
+        s: {k: list(v) for k, v in lead_bootstrap(y, test[f"p_{s}"].to_numpy(dtype=float),
+                                                  groups, fns, n_boot=n_boot, seed=seed).items()}
+        for s in scorers
+    }
+
+
+def reliability_by_age(test: pd.DataFrame, scorer: str = "lightgbm") -> list[dict[str, Any]]:
+    """Per snapshot age on the test split: snapshots, mean predicted, observed rate with its
+    Wilson interval, their ratio and the equal-mass ECE (bias that one pooled ECE hides)."""
+    if "age_days" not in test.columns or test["age_days"].isna().all():
+        return []
+    rows = []
+    for age, part in test.groupby("age_days", sort=True):
+        y, p = part["label"].to_numpy(), part[f"p_{scorer}"].to_numpy(dtype=float)
+        low, high = wilson_interval(int(y.sum()), len(y))
+        rows.append({
+            "age_days": int(age), "snapshots": len(y), "positives": int(y.sum()),
+            "mean_predicted": float(p.mean()), "observed_rate": float(y.mean()),
+            "ci_low": low, "ci_high": high,
+            "predicted_over_observed": float(p.mean() / y.mean()) if y.sum() else None,
+            "ece": ece(y, p, strategy="quantile") if len(y) >= 10 else None,
+        })
+    return rows
 
 
 def bands_report(bundle: ScoringBundle, predictions: pd.DataFrame, band_params: Mapping) -> dict:
@@ -156,6 +195,11 @@ def run(
     curves = {
         kind: {s: fn(test["label"], test[f"p_{s}"]) for s in metrics} for kind, fn in CURVES.items()
     }
+    intervals = lead_intervals(test, [s for s in metrics if s != "truth"])
+    for scorer, ci in intervals.items():
+        for key, (low, high) in ci.items():
+            metrics[scorer][f"{key}_ci_low"], metrics[scorer][f"{key}_ci_high"] = low, high
+    reliability = reliability_by_age(test)
     bands = bands_report(bundle, preds, params.bands)
     test_features = features.loc[predictions.index[predictions["split"] == "test"]]
     imp = importance(bundle, test_features)
@@ -199,6 +243,7 @@ def run(
         "flat": flat,
         "curves": curves,
         "bands": bands,
+        "reliability": {"scorer": "lightgbm", "split": "test", "by_age": reliability},
         "plots": plots,
         "html": render_report(ctx, plots),
         "importance": imp,
@@ -244,6 +289,7 @@ def from_params(params: Any) -> dict:
         ]
     write_json(reports / "metrics.json", nested)
     write_json(reports / "bands.json", result["bands"])
+    write_json(reports / "reliability.json", result["reliability"])
     plots_dir = reports / "plots"
     for kind, name in PLOT_FILES.items():
         frame = _plot_csv(result["curves"], kind)

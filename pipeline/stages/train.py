@@ -156,9 +156,15 @@ def from_params(params: Any) -> dict:
             }
         )
         tracking.log_params(flatten(params.raw))
+        tracking.log_params({f"tuned.{k}": v for k, v in summary["lightgbm"]["settings"].items()})
         ml.log_metrics(
             {
                 "train.best_iteration": summary["lightgbm"]["best_iteration"],
+                "train.n_trees": summary["lightgbm"]["n_trees"],
+                "train.tuning.trials": summary["tuning"]["trials"],
+                "train.tuning.validation_log_loss": summary["tuning"]["validation_log_loss"],
+                "train.tuning.configured_validation_log_loss":
+                    summary["tuning"]["configured_validation_log_loss"],
                 "train.positives": summary["split"]["positives"]["train"],
                 **{
                     f"calibration.{name}.ece_before": c["ece_before"]
@@ -177,6 +183,9 @@ def from_params(params: Any) -> dict:
     return {
         "run_id": run_id,
         "best_iteration": summary["lightgbm"]["best_iteration"],
+        "tuning": {k: summary["tuning"][k] for k in ("trials", "stopped_by", "seconds",
+                                                      "validation_log_loss",
+                                                      "configured_validation_log_loss")},
         "split_rows": summary["split"]["rows"],
         "positives": summary["split"]["positives"],
         "calibration": {k: v["method"] for k, v in summary["calibration"].items()},

@@ -118,3 +118,45 @@ def test_curve_frames():
         [1 / 3, 1 / 3, 2 / 3, 2 / 3, 2 / 3, 2 / 3, 1, 1, 1, 1]
     )
     assert gains["lift"].iloc[-1] == pytest.approx(1.0)
+
+
+def test_quantile_ece_sees_an_over_prediction_the_equal_width_bins_hide() -> None:
+    """Most leads of a 5 % problem sit in the first equal-width bin; a 3x over-prediction
+    for the bottom half cancels against the rest there, but not in equal-mass bins."""
+    rng = np.random.default_rng(0)
+    true = np.concatenate([np.full(5000, 0.01), np.full(5000, 0.09)])
+    y = (rng.uniform(size=true.size) < true).astype(int)
+    p = np.concatenate([np.full(5000, 0.03), np.full(5000, 0.07)])
+    assert m.ece(y, p) < 0.004  # equal-width: both groups in bin [0, 0.1)
+    assert m.ece(y, p, strategy="quantile") > 0.015
+    out = m.evaluate_scores(y, p)
+    assert out["ece"] == pytest.approx(m.ece(y, p, strategy="quantile"))
+    assert out["ece_uniform"] == pytest.approx(m.ece(y, p))
+
+
+def test_calibration_slope_is_one_for_calibrated_and_below_one_for_too_extreme_scores() -> None:
+    rng = np.random.default_rng(1)
+    z = rng.normal(-2, 1, 40000)
+    p = 1 / (1 + np.exp(-z))
+    y = (rng.uniform(size=z.size) < p).astype(int)
+    slope, intercept = m.calibration_slope_intercept(y, p)
+    assert slope == pytest.approx(1.0, abs=0.05) and intercept == pytest.approx(0.0, abs=0.1)
+    extreme = 1 / (1 + np.exp(-(2 * z + 2)))
+    assert m.calibration_slope_intercept(y, extreme)[0] == pytest.approx(0.5, abs=0.05)
+
+
+def test_lead_bootstrap_resamples_whole_leads() -> None:
+    """Ten identical snapshots per lead carry the information of one: the lead-clustered
+    interval is about sqrt(10) times wider than a row bootstrap would pretend."""
+    rng = np.random.default_rng(2)
+    n_leads = 400
+    p_lead = rng.uniform(0.05, 0.6, n_leads)
+    y_lead = (rng.uniform(size=n_leads) < p_lead).astype(int)
+    rows = np.repeat(np.arange(n_leads), 10)
+    y, p, groups = y_lead[rows], p_lead[rows], rows
+    by_lead = m.lead_bootstrap(y, p, groups, {"auc": m.roc_auc}, n_boot=200, seed=0)["auc"]
+    by_row = m.lead_bootstrap(y, p, np.arange(rows.size), {"auc": m.roc_auc}, n_boot=200,
+                              seed=0)["auc"]
+    assert by_lead[0] < m.roc_auc(y, p) < by_lead[1]
+    ratio = (by_lead[1] - by_lead[0]) / (by_row[1] - by_row[0])
+    assert 2.0 < ratio < 4.5

@@ -17,6 +17,7 @@ from models.settings import (
     parse_train,
 )
 from models.training import train_all
+from models.tuning import refit_rounds
 from pipeline.stages.register import decide
 
 BANDS = {
@@ -70,7 +71,8 @@ def make_frame(n_leads: int = 3000, seed: int = 0) -> pd.DataFrame:
 def settings(**train: object):  # noqa: ANN201
     return (
         parse_split({"train": 0.6, "calibration": 0.2, "test": 0.2}),
-        parse_train({"lightgbm": {"n_estimators": 200, "num_leaves": 7}, **train}),
+        parse_train({"lightgbm": {"n_estimators": 200, "num_leaves": 7},
+                     "tune": {"enabled": False}, **train}),
         parse_calibration({"method": "sigmoid"}),
         parse_bands(BANDS),
     )
@@ -191,3 +193,37 @@ def test_one_pass_scoring_matches_predict_and_explain() -> None:
     assert np.allclose(fast["propensity"], slow["propensity"], atol=1e-9)
     assert (fast["temperature"] == slow["temperature"]).all()
     assert fast["reasons"].tolist() == bundle.explain(rows)
+
+
+def test_test_split_labels_change_no_trained_parameter() -> None:
+    """Tuning, early stopping, the refit, calibration and bands see the training and
+    calibration splits only: flipping every test label changes nothing that was fitted."""
+    frame = make_frame(1500, seed=3)
+    split, train, calibration, bands = settings(tune={"n_trials": 4})
+    fitted = train_all(frame, ["intent", "noise", "tier"], split, train, calibration, bands, 90)
+    is_test = (fitted.predictions["split"] == "test").to_numpy()
+    flipped = frame.copy()
+    flipped.loc[is_test, "label"] = 1 - flipped.loc[is_test, "label"]
+    again = train_all(flipped, ["intent", "noise", "tier"], split, train, calibration, bands, 90)
+    assert fitted.summary["tuning"]["trials"] == 4
+    timeless = [{k: v for k, v in r.summary["tuning"].items() if k != "seconds"}
+                for r in (fitted, again)]
+    assert timeless[0] == timeless[1]
+    assert fitted.bundle.model.booster_.model_to_string() == \
+        again.bundle.model.booster_.model_to_string()
+    for name, fb in fitted.bundle.bands.items():
+        assert fb.to_dict() == again.bundle.bands[name].to_dict()
+    for name in ("lightgbm", "logreg"):
+        pd.testing.assert_series_equal(fitted.predictions[f"p_{name}"],
+                                       again.predictions[f"p_{name}"])
+
+
+def test_the_served_lightgbm_is_refitted_on_every_training_row() -> None:
+    frame = make_frame(1500, seed=4)
+    result = train_all(frame, ["intent", "noise", "tier"], *settings(), 90)
+    lgbm = result.summary["lightgbm"]
+    n_train = result.summary["split"]["rows"]["train"]
+    n_fit = n_train - lgbm["validation_rows"]
+    # the early-stopped count, scaled to all training rows, and every one of them fitted
+    assert lgbm["n_trees"] == refit_rounds(lgbm["best_iteration"], n_fit, n_train)
+    assert result.bundle.model.booster_.num_trees() == lgbm["n_trees"] > lgbm["best_iteration"]

@@ -1,0 +1,84 @@
+"""LightGBM tuning on the training split only: the configured settings are trial 0, the
+search is deterministic for a seed, the space scales with the data, the budget holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.settings import LightGBMSettings, SettingsError, TuneSettings
+from models.tuning import refit_rounds, search_space, tune_lightgbm
+
+BASE = LightGBMSettings(n_estimators=300, num_leaves=4, min_child_samples=300)
+
+
+def _data(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                      "c": rng.integers(0, 5, n).astype(float)})
+    logit = -2 + 1.5 * X["a"] - 1.2 * X["a"] * X["b"] + 0.3 * X["c"]
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).to_numpy().astype(int)
+    return X, y
+
+
+def _tune(settings: TuneSettings, **kwargs):
+    X, y = _data()
+    return tune_lightgbm(X[:2200], y[:2200], X[2200:], y[2200:], BASE, settings, seed=7,
+                         early_stopping_rounds=30, **kwargs)
+
+
+def test_the_configured_settings_are_trial_zero_and_never_beaten_on_validation() -> None:
+    result = _tune(TuneSettings(n_trials=8))
+    assert result.trials["trial"].iloc[0] == 0
+    assert result.trials["num_leaves"].iloc[0] == 4
+    assert result.trials["validation_log_loss"].iloc[0] == pytest.approx(result.default_log_loss)
+    assert result.best_log_loss == pytest.approx(result.trials["validation_log_loss"].min())
+    assert result.best_log_loss <= result.default_log_loss
+    # an interaction the 4-leaf, 300-row-leaf default cannot fit: the search finds better
+    assert result.best_log_loss < result.default_log_loss - 0.002
+    assert result.stopped_by == "n_trials" and len(result.trials) == 8
+
+
+def test_the_search_is_deterministic_for_a_seed() -> None:
+    first, second = _tune(TuneSettings(n_trials=6)), _tune(TuneSettings(n_trials=6))
+    pd.testing.assert_frame_equal(first.trials, second.trials)
+    assert first.params == second.params
+
+
+def test_one_trial_keeps_the_configured_settings() -> None:
+    result = _tune(TuneSettings(n_trials=1))
+    assert result.params == BASE and result.stopped_by == "disabled"
+    assert _tune(TuneSettings(enabled=False, n_trials=9)).params == BASE
+
+
+def test_the_timeout_stops_the_search_and_says_so() -> None:
+    ticks = iter(np.arange(0.0, 1e6, 50.0))
+    result = _tune(TuneSettings(n_trials=50, timeout_seconds=100), clock=lambda: next(ticks))
+    assert result.stopped_by == "timeout"
+    assert len(result.trials) < 50
+
+
+def test_the_space_scales_with_the_rows() -> None:
+    small, large = search_space(500, 50), search_space(200_000, 20_000)
+    assert small["min_child_samples"][1] < large["min_child_samples"][1]
+    assert small["num_leaves"][1] <= large["num_leaves"][1]
+    assert large["min_child_samples"] == (5, 1000) and large["num_leaves"] == (2, 64)
+
+
+def test_refit_rounds_scale_with_the_rows() -> None:
+    assert refit_rounds(100, 850, 1000) == 118
+    assert refit_rounds(1, 10, 10) == 1
+    with pytest.raises(SettingsError):
+        refit_rounds(10, 0, 5)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"n_trials": 0}, "`train.tune.n_trials` must be >= 1; got 0"),
+    ({"timeout_seconds": -1}, "`train.tune.timeout_seconds` must be > 0; got -1"),
+    ({"enabled": "yes"}, "`train.tune.enabled` must be true or false; got 'yes'"),
+])
+def test_settings_are_checked(kwargs, message) -> None:
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")
+                       .replace("[", r"\[")):
+        TuneSettings(**kwargs)

@@ -30,6 +30,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from features.arrays import last_before, prefix_counts, run_starts
+from features.journey import INT_PREFIXES as JOURNEY_INT
+from features.journey import add_journey_features, journey_columns
 from features.settings import FeatureSettings
 
 DAY_US = 86_400_000_000
@@ -271,29 +274,10 @@ class _Locator:
         return pos
 
 
-def _prefix(mask: np.ndarray) -> np.ndarray:
-    """P[i] = number of True in mask[:i] (len n + 1; int32 while that fits)."""
-    out = np.zeros(len(mask) + 1, np.int32 if len(mask) < 2**31 - 1 else np.int64)
-    np.cumsum(mask, out=out[1:])
-    return out
 
 
-def _run_starts(k: np.ndarray, values: np.ndarray, gap: float,
-                chunk: int = 4_000_000) -> np.ndarray:
-    """Flags of elements that start a run: first of their lead, or more than `gap` after
-    the previous element (values sorted within each lead). Chunked to bound temporaries."""
-    out = np.ones(len(values), bool)
-    for a in range(1, len(values), chunk):
-        b = min(a + chunk, len(values))
-        out[a:b] = (k[a:b] != k[a - 1:b - 1]) | ((values[a:b] - values[a - 1:b - 1]) > gap)
-    return out
 
 
-def _last_before(where: np.ndarray, pos: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """Largest index in the sorted index array `where` inside [start, pos), or -1."""
-    j = np.searchsorted(where, pos, side="left") - 1
-    last = where[np.maximum(j, 0)] if len(where) else np.full(len(pos), -1)
-    return np.where((j >= 0) & (last >= start), last, -1)
 
 
 def _type_window_counts(ev: _Events, hi: np.ndarray, lo_sets: list[np.ndarray],
@@ -363,7 +347,7 @@ def _slice_sums(
             d[a:b][nonempty] = np.add.reduceat(np.where(m[ev_ix], decay, 0.0), seg)
 
 
-_INT_PREFIXES = ("evt_", "grp_", "events_", "active_days_", "sessions_")
+_INT_PREFIXES = ("evt_", "grp_", "events_", "active_days_", "sessions_", *JOURNEY_INT)
 
 
 class _Blocks:
@@ -411,7 +395,9 @@ def behaviour_features(
     `email_open_rate`, `email_click_rate`, `email_click_to_open_rate` (all time; NaN when
     the denominator is 0), `trend_7d_vs_prior_30d` (activity per day in the last 7 days
     minus per day in the 30 days before those), `decay_score` (sum of 2^(-age/half-life)
-    = exp(-ln2 age/half-life) over activity events) and `decay_<group>`.
+    = exp(-ln2 age/half-life) over activity events) and `decay_<group>`, then the journey
+    columns (`features.journey.journey_columns`: email streaks, sequences, session landings,
+    bursts).
     Counts are int32, the rest float64. "Activity" is every event except the outbound
     `settings.email_sent`.
     """
@@ -469,27 +455,27 @@ def behaviour_features(
 
     for g, codes in group_codes.items():
         where = np.flatnonzero(np.isin(ev.c, codes))
-        out[f"days_since_last_{g}"] = days_since(_last_before(where, pos_q, start))
+        out[f"days_since_last_{g}"] = days_since(last_before(where, pos_q, start))
     act_ix = np.flatnonzero(activity)
     j = np.searchsorted(act_ix, start, side="left")
     first = act_ix[np.minimum(j, len(act_ix) - 1)] if len(act_ix) else np.zeros(n, np.int64)
     first = np.where((j < len(act_ix)) & (first < pos_q), first, -1)
     out["days_since_first_activity"] = days_since(first)
-    out["days_since_last_activity"] = days_since(_last_before(act_ix, pos_q, start))
+    out["days_since_last_activity"] = days_since(last_before(act_ix, pos_q, start))
     del j, first
 
     # -- active days and sessions (activity events only) -----------------------------------
     flag = np.zeros(len(ev.ts), bool)
     a_k, a_ts = ev.k[act_ix], ev.ts[act_ix]
-    flag[act_ix] = _run_starts(a_k, a_ts, settings.session_gap_minutes * MINUTE_US)
-    prefix = _prefix(flag)
+    flag[act_ix] = run_starts(a_k, a_ts, settings.session_gap_minutes * MINUTE_US)
+    prefix = prefix_counts(flag)
     wlab = window_label(wmax)
     out[f"sessions_{wlab}"] = prefix[pos_q] - prefix[pos_w[wmax]]
     out["sessions_all"] = prefix[pos_q] - prefix[start]
     a_ts //= DAY_US
-    flag[act_ix] = _run_starts(a_k, a_ts, 0)
+    flag[act_ix] = run_starts(a_k, a_ts, 0)
     del a_k, a_ts
-    prefix = _prefix(flag)
+    prefix = prefix_counts(flag)
     out[f"active_days_{wlab}"] = prefix[pos_q] - prefix[pos_cal]
     out["active_days_all"] = prefix[pos_q] - prefix[start]
     del flag, prefix
@@ -507,8 +493,12 @@ def behaviour_features(
         out["email_click_to_open_rate"] = np.where(opened > 0, clicked / opened, np.nan)
     del sent, opened, clicked
 
+    # -- journey: streaks, sequences, session landings, bursts (features.journey) ----------
+    add_journey_features(out, ev, q, start, pos_q, pos_w, activity, code, group_codes,
+                         settings)
+
     # -- trend ------------------------------------------------------------------------------
-    prefix = _prefix(activity)
+    prefix = prefix_counts(activity)
     last7 = prefix[pos_q] - prefix[pos_w[7]]
     prior30 = prefix[pos_w[7]] - prefix[pos_w[37]]
     out["trend_7d_vs_prior_30d"] = last7 / 7.0 - prior30 / 30.0
@@ -542,4 +532,5 @@ def behaviour_columns(types: Sequence[str], settings: FeatureSettings) -> list[s
              "email_open_rate", "email_click_rate", "email_click_to_open_rate",
              "trend_7d_vs_prior_30d", "decay_score"]
     cols += [f"decay_{g}" for g in settings.event_groups]
+    cols += journey_columns(settings)
     return cols

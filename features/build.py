@@ -149,6 +149,15 @@ def _group_of(col: str, slug_group: dict[str, str], groups: list[str],
         return "fit:bant"
     if col.startswith("extra_"):
         return f"extra:{col[len('extra_'):]}"
+    if col in ("streak_unopened_emails", "days_since_email_open"):
+        return "behaviour:email_engagement"
+    if col.startswith(("seq_", "days_since_seq_")):
+        return "behaviour:journey"
+    if col.startswith("landing_"):
+        g = _WINDOW_SUFFIX.sub("", col)[len("landing_"):]
+        return f"behaviour:{g}" if g in groups else "behaviour:activity"
+    if col.startswith(("bursts_", "burst_")):
+        return "behaviour:activity"
     if col.startswith("email_") and col.endswith("_rate"):
         return "behaviour:email_engagement"
     if col.startswith("evt_") and _WINDOW_SUFFIX.search(col):
@@ -182,7 +191,8 @@ def align_features(
     levels: Mapping[str, Sequence[str]],
 ) -> pd.DataFrame:
     """A scoring frame in the training shape: exactly `columns` in that order (missing
-    count columns - `evt_*`, `grp_*`, `events_*`, `sessions_*`, `active_days_*` - become 0,
+    count columns - `evt_*`, `grp_*`, `events_*`, `sessions_*`, `active_days_*` and the
+    journey counts `seq_*`, `landing_*`, `streak_*`, `bursts_*` - become 0,
     other missing columns NaN; columns not in training are dropped), and every categorical
     column in `levels` recast to the training levels with unseen values mapped to "other"
     and missing ones to "unknown" (or "other" when "unknown" is not a level)."""
@@ -191,7 +201,8 @@ def align_features(
     for col in columns:
         if col in frame.columns:
             values = frame[col]
-        elif col.startswith(("evt_", "grp_", "events_", "sessions_", "active_days_")):
+        elif col.startswith(("evt_", "grp_", "events_", "sessions_", "active_days_", "seq_",
+                             "landing_", "streak_", "bursts_")):
             values = pd.Series(np.zeros(n, np.int32), index=frame.index)
         else:
             values = pd.Series(np.full(n, np.nan), index=frame.index)

@@ -90,6 +90,60 @@ class SnapshotSettings:
 
 
 @dataclass(frozen=True)
+class JourneySettings:
+    """The `features.journey` section (see `features.journey`): `sequences` maps a name to
+    `[first, then]` event types (a `then` within `sequence_gap_minutes` after a `first`);
+    `burst_gap_days` of silence start a new burst of activity."""
+
+    enabled: bool = True
+    sequences: Mapping[str, tuple[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    sequence_gap_minutes: float = 5
+    burst_gap_days: float = 14
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise SettingsError(f"`features.journey.enabled` must be true or false; got "
+                                f"{self.enabled!r}")
+        _positive_number("features.journey.sequence_gap_minutes", self.sequence_gap_minutes)
+        _positive_number("features.journey.burst_gap_days", self.burst_gap_days)
+        raw = self.sequences or {}
+        if not isinstance(raw, Mapping):
+            raise SettingsError("`features.journey.sequences` must map names to [first, then] "
+                                f"event types; got {raw!r}")
+        out: dict[str, tuple[str, str]] = {}
+        for name, pair in raw.items():
+            if not isinstance(name, str) or not _GROUP_NAME.match(name):
+                raise SettingsError("`features.journey.sequences` names must be lower-case "
+                                    f"identifiers (a-z, 0-9, _); got {name!r}")
+            types = _names(f"features.journey.sequences.{name}", pair)
+            if len(types) != 2:
+                raise SettingsError(f"`features.journey.sequences.{name}` must be [first, then] "
+                                    f"(two event types); got {list(types)!r}")
+            if types[0] == types[1]:
+                raise SettingsError(f"`features.journey.sequences.{name}` must name two "
+                                    f"different event types; got {list(types)!r}")
+            out[name] = (types[0], types[1])
+        object.__setattr__(self, "sequences", MappingProxyType(out))
+
+    @classmethod
+    def from_params(cls, raw: Any) -> JourneySettings:
+        if isinstance(raw, JourneySettings):
+            return raw
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise SettingsError(f"`features.journey` must be a mapping; got {raw!r}")
+        _check_keys("features.journey", raw, tuple(cls.__dataclass_fields__))
+        return cls(**raw)
+
+    def __hash__(self) -> int:
+        return hash((self.enabled, tuple(self.sequences.items()), self.sequence_gap_minutes,
+                     self.burst_gap_days))
+
+
+@dataclass(frozen=True)
 class FeatureSettings:
     """Knobs of the behavioural/fit features and of the leakage audit (`features` section).
 
@@ -102,6 +156,7 @@ class FeatureSettings:
     - `safe`: columns the user reviewed and keeps; the audit reports them but never as suspects.
     - `audit_auc_threshold`: univariate AUC at which the audit says a column separates the
       outcome almost alone (also used for the is-missing indicator).
+    - `journey`: the sequence features (`JourneySettings`, `features.journey`).
     """
 
     windows_days: tuple[int, ...] = (7, 30, 90)
@@ -116,6 +171,7 @@ class FeatureSettings:
     email_open: str = "email_open"
     email_click: str = "email_click"
     audit_auc_threshold: float = 0.80
+    journey: JourneySettings = field(default_factory=JourneySettings)
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -139,6 +195,7 @@ class FeatureSettings:
                 f"`features.audit_auc_threshold` must be in (0.5, 1]; got {thr!r}"
             )
         set_("event_groups", MappingProxyType(self._groups(self.event_groups)))
+        set_("journey", JourneySettings.from_params(self.journey))
 
     @staticmethod
     def _groups(raw: Any) -> dict[str, tuple[str, ...]]:
@@ -172,7 +229,7 @@ class FeatureSettings:
         return hash(
             (self.windows_days, self.decay_half_life_days, self.session_gap_minutes,
              tuple(self.event_groups.items()), self.exclude, self.safe, self.email_sent,
-             self.email_open, self.email_click, self.audit_auc_threshold)
+             self.email_open, self.email_click, self.audit_auc_threshold, self.journey)
         )
 
     @property

@@ -150,6 +150,9 @@ def _phraser(feature: str) -> _Phraser:
             return "activity picking up" if float(value) > 0 else "activity fading"
 
         return _Phraser(trend, _positive)
+    journey = _journey_phraser(feature, m)
+    if journey is not None:
+        return journey
     if feature.startswith("email_") and feature.endswith("_rate"):
         what = feature[len("email_") : -len("_rate")].replace("_", "-")
         return _Phraser(
@@ -188,6 +191,62 @@ def _phraser(feature: str) -> _Phraser:
         )
     name = feature.removeprefix("extra_").removeprefix("fit_").replace("_", " ")
     return _Phraser(lambda value, missing: f"{name}: {'unknown' if missing else value}")
+
+
+def _journey_phraser(feature: str, m: re.Match[str] | None) -> _Phraser | None:
+    """Words for the journey features (`features.journey`), None for other features."""
+    if feature == "streak_unopened_emails":
+        return _Phraser(
+            lambda value, missing: (
+                "no unopened marketing emails" if missing or float(value) < 1
+                else f"left the last {int(round(float(value)))} marketing emails unopened"
+            ),
+            np.rint,
+        )
+    if feature == "days_since_email_open":
+        return _Phraser(
+            lambda value, missing: (
+                "never opened a marketing email" if missing
+                else f"last opened a marketing email {float(value):.0f} days ago"
+            ),
+            _whole,
+        )
+    if m and feature.startswith("seq_"):
+        what = m["stem"][len("seq_"):].replace("_", " ")
+        return _count_phraser(f"× {what} {_window_words(m['w'])}")
+    if feature.startswith("days_since_seq_"):
+        what = feature[len("days_since_seq_"):].replace("_", " ")
+        return _Phraser(
+            lambda value, missing: (
+                f"no {what} yet" if missing else f"last {what} {float(value):.0f} days ago"
+            ),
+            _whole,
+        )
+    if m and feature.startswith("landing_"):
+        group = m["stem"][len("landing_"):]
+        what = GROUP_PHRASES.get(group, group.replace("_", " "))
+        return _count_phraser(f"visits that started with {what} {_window_words(m['w'])}")
+    if feature == "bursts_all":
+        return _count_phraser("bursts of activity so far")
+    if feature == "bursts_current_events":
+        return _count_phraser("activities since the lead last came back")
+    if feature == "burst_age_days":
+        return _Phraser(
+            lambda value, missing: (
+                "no activity yet" if missing
+                else f"current burst of activity began {float(value):.0f} days ago"
+            ),
+            _whole,
+        )
+    if feature == "burst_gap_days":
+        return _Phraser(
+            lambda value, missing: (
+                "active without a long break" if missing
+                else f"came back after {float(value):.0f} days of silence"
+            ),
+            _whole,
+        )
+    return None
 
 
 def _count_phraser(what: str) -> _Phraser:

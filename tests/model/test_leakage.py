@@ -28,13 +28,14 @@ AFTER_ONLY = ["contract_signed", "onboarding_view", "invoice_paid"]
 FEATURES = FeatureSettings(event_groups={
     "research": ["site_visit"], "pricing": ["pricing_view"], "ready_to_buy": ["demo_request"],
     "email": ["email_sent", "email_open", "email_click"], "negative": ["careers_view"],
-})
+}, journey={"sequences": {"click_visit": ["email_click", "site_visit"]}})
 FAST = settings(max_examples=30, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # offsets from as_of in microseconds: edges (0, window starts, session/day gaps) are likely
 _EDGES = [0, 1, -1, -7 * DAY_US, -7 * DAY_US - 1, -30 * DAY_US, -37 * DAY_US, -90 * DAY_US,
-          -30 * 60_000_000, -(30 * 60_000_000) - 1, DAY_US, -2 * DAY_US]
+          -30 * 60_000_000, -(30 * 60_000_000) - 1, DAY_US, -2 * DAY_US,
+          -5 * 60_000_000, -14 * DAY_US, -14 * DAY_US - 1]
 offset = st.one_of(st.sampled_from(_EDGES),
                    st.integers(min_value=-120 * DAY_US, max_value=30 * DAY_US))
 before = st.one_of(st.sampled_from([-1, -7 * DAY_US, -90 * DAY_US, -DAY_US]),

@@ -1,6 +1,7 @@
 """Fit / firmographic features from lead attributes (one row per lead).
 
-Personal columns (email, names, phone) and free text (company) never come out: the email
+Personal columns (email, names, phone; and any other column whose content holds emails,
+phones or person names, see `features.pii`) and free text (company) never come out: the email
 only yields its domain type and the shape of its local part. Categorical outputs are pandas
 `category` columns with "unknown" for missing values; fixed vocabularies (domain type,
 seniority, function, size bucket, region) always carry every level, open ones (industry,
@@ -23,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.behaviour import sanitize
+from features.pii import CONTRACT_PERSONAL, personal_kind
 from features.settings import FeatureSettings
 
 UNKNOWN = "unknown"
@@ -30,10 +32,7 @@ OTHER = "other"
 
 KEY_COLUMNS = ("lead_id", "created_at")
 OUTCOME_COLUMNS = ("converted", "converted_at", "lost_at")
-PERSONAL_COLUMNS = (
-    "email", "first_name", "last_name", "name", "full_name", "phone", "phone_number",
-    "mobile", "contact_name", "address", "street", "ip", "ip_address",
-)
+PERSONAL_COLUMNS = CONTRACT_PERSONAL
 FREE_TEXT_COLUMNS = ("company", "company_name", "notes", "note", "comments", "description")
 CONTRACT_FIT_COLUMNS = (
     "source", "company_size", "industry", "country", "job_title", "budget", "need", "timeframe",
@@ -256,9 +255,11 @@ def is_numeric_like(values: pd.Series) -> bool:
 
 
 def extra_columns(leads: pd.DataFrame, settings: FeatureSettings) -> list[str]:
-    """Lead columns outside the contract that pass through as `extra_<col>` features."""
+    """Lead columns outside the contract that pass through as `extra_<col>` features: not
+    excluded, not starting with `_` (hashed ids), and not holding personal data by content
+    (emails, phones, person names; ingest refuses those, this is the second line)."""
     return [c for c in leads.columns if c not in KNOWN_COLUMNS and c not in settings.exclude
-            and not str(c).startswith("_")]
+            and not str(c).startswith("_") and personal_kind(leads[c], str(c)) is None]
 
 
 def fit_features(leads: pd.DataFrame, settings: FeatureSettings) -> pd.DataFrame:

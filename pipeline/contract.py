@@ -7,7 +7,8 @@ columns, rows numbered as in the file) and return `(clean, rejects)`:
   dates are `datetime64[us]` naive UTC, `converted` is int8 0/1, `company_size` is Int64;
   events are sorted by `lead_id, timestamp`. Unknown extra columns are kept as text.
 - `rejects`: the rows set aside, as they were read, behind two leading columns:
-  `source_row` (the row number in the file) and `reason` (`; `-separated when several).
+  `source_row` (the row number in the file) and `reason` (`; `-separated when several);
+  personal columns (`personal_columns`) are masked (`a***@example.com`, `***67`, `J***`).
 
 Every input row ends up in exactly one of the two. Problems with the file as a whole
 (missing columns, duplicate ids, a non-binary outcome, a date column in another format,
@@ -26,6 +27,7 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
+from features import pii
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers import ReadOptions, format_names
 
@@ -36,10 +38,9 @@ EVENTS_REQUIRED = ("lead_id", "timestamp", "event_type")
 LEADS_DATE_COLUMNS = ("created_at", "converted_at", "lost_at")
 LEADS_COUNT_COLUMNS = ("company_size",)
 EVENTS_DATE_COLUMNS = ("timestamp",)
-# Kept in the interim tables (features decide what to derive), never shown in reports.
-PERSONAL_COLUMNS = frozenset(
-    {"email", "first_name", "last_name", "full_name", "name", "phone", "mobile"}
-)
+# Kept in the interim tables (features decide what to derive), never shown in reports,
+# masked in rejects. Other columns holding personal data are found by content (features.pii).
+PERSONAL_COLUMNS = frozenset(pii.CONTRACT_PERSONAL)
 REJECT_COLUMNS = ("source_row", "reason")
 DATETIME = "datetime64[us]"
 
@@ -202,7 +203,7 @@ def validate_leads(
     leads["converted"] = leads["converted"].astype("int8")
     LEADS_SCHEMA.validate(leads)  # a failure here is a bug in this module, not bad data
     _log_rejects(reasons, len(raw), file)
-    return leads, _with_reject_columns(raw.loc[~keep], reasons)
+    return leads, _with_reject_columns(raw.loc[~keep], reasons, raw, LEADS_DATE_COLUMNS)
 
 
 # -------------------------------------------------------------------------- events
@@ -266,7 +267,7 @@ def validate_events(
     )
     EVENTS_SCHEMA.validate(events)  # a failure here is a bug in this module, not bad data
     _log_rejects(reasons, len(raw), file)
-    return events, _with_reject_columns(raw.loc[~keep], reasons)
+    return events, _with_reject_columns(raw.loc[~keep], reasons, raw, EVENTS_DATE_COLUMNS)
 
 
 # -------------------------------------------------------------------------- report
@@ -335,8 +336,22 @@ def _table_report(
 
 
 def is_personal(column: str) -> bool:
-    """True for columns holding personal data (email, names, phone)."""
+    """True for the contract's personal columns (email, names, phone...), by name; other
+    columns holding personal data are found by content (`personal_columns`)."""
     return str(column).strip().lower() in PERSONAL_COLUMNS
+
+
+def personal_columns(frame: pd.DataFrame, skip: Iterable[str] = ()) -> dict[str, str]:
+    """Column -> kind (email / phone / name) of every personal column of `frame`: the
+    contract's ones by name, the others by content (`features.pii.detect_personal`)."""
+    kinds = {}
+    for column in frame.columns:
+        if is_personal(column):
+            key = str(column).strip().lower()
+            kinds[column] = "email" if key == "email" else (
+                "phone" if key in ("phone", "phone_number", "mobile") else "name")
+    found = pii.detect_personal(frame, skip=set(kinds) | set(skip))
+    return {**kinds, **{hit.column: hit.kind for hit in found}}
 
 
 # ---------------------------------------------------------------- parsing helpers
@@ -470,8 +485,17 @@ def _reasons_by_row(failures: pd.DataFrame) -> pd.Series:
     return rows.groupby("index", sort=True)["reason"].agg("; ".join).astype("str")
 
 
-def _with_reject_columns(raw_rows: pd.DataFrame, reasons: pd.Series) -> pd.DataFrame:
+def _with_reject_columns(
+    raw_rows: pd.DataFrame,
+    reasons: pd.Series,
+    whole: pd.DataFrame | None = None,
+    skip: Iterable[str] = (),
+) -> pd.DataFrame:
+    """The rejected rows behind `source_row` and `reason`, personal columns masked (found
+    on the `whole` file, so a few rejected rows are judged like the column they come from)."""
     rejects = raw_rows.copy()
+    if len(rejects) and whole is not None:
+        rejects = pii.mask_frame(rejects, personal_columns(whole, skip))
     rejects.insert(0, "reason", reasons.reindex(raw_rows.index).astype("str"))
     rejects.insert(0, "source_row", pd.Series(raw_rows.index, index=raw_rows.index, dtype="int64"))
     return rejects.reset_index(drop=True)

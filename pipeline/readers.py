@@ -24,6 +24,8 @@ from pipeline.errors import ConfigError, DataError
 CSV_SUFFIXES = frozenset({".csv", ".tsv", ".txt"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _DELIMITER_CANDIDATES = (",", ";", "\t", "|")
+#: `ingest:` keys that are not read options (the ingest stage reads them).
+STAGE_KEYS = ("now", "personal_data", "not_personal")
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,15 @@ class ReadOptions:
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any] | None) -> ReadOptions:
-        """Build from the `ingest:` params section; `now` belongs to the stage and is skipped."""
+        """Build from the `ingest:` params section; `STAGE_KEYS` (`now`, the personal-data
+        settings) belong to the ingest stage and are skipped."""
         known = {f.name for f in fields(cls)}
-        given = {k: v for k, v in (section or {}).items() if k != "now"}
+        given = {k: v for k, v in (section or {}).items() if k not in STAGE_KEYS}
         unknown = sorted(set(given) - known)
         if unknown:
             raise ConfigError(
                 f"`ingest.{unknown[0]}` is not a known setting; the ingest settings are "
-                f"{', '.join(sorted(known | {'now'}))}."
+                f"{', '.join(sorted(known | set(STAGE_KEYS)))}."
             )
         if isinstance(given.get("na_values"), list):
             given["na_values"] = tuple(given["na_values"])

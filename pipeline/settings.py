@@ -56,6 +56,8 @@ INGEST_KEYS = (
     "dayfirst",
     "max_bad_share",
     "max_reject_share",
+    "personal_data",
+    "not_personal",
 )
 
 

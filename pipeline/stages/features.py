@@ -51,9 +51,11 @@ def read_interim(interim: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def raw_attribute_columns(leads: pd.DataFrame, features: list[str]) -> list[str]:
     """Raw lead columns the audit also inspects: every attribute except keys, outcomes,
-    personal data and free text (excluded columns included, so the audit still shows them)."""
+    personal data, hashed ids (`_`-prefixed, see `ingest.personal_data: hash`) and free text
+    (excluded columns included, so the audit still shows them)."""
     skip = set(KNOWN_COLUMNS) - set(CONTRACT_FIT_COLUMNS)
-    return [c for c in leads.columns if c not in skip and c not in features]
+    return [c for c in leads.columns if c not in skip and c not in features
+            and not str(c).startswith("_")]
 
 
 def audit_frame(frame: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:

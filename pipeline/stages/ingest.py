@@ -6,11 +6,20 @@ contract (`pipeline.contract`) and writes, only once everything has been checked
 - `out_dir/leads.parquet`, `out_dir/events.parquet` (typed; an empty typed events table when
   there is no events file, so later stages always find one),
 - `out_dir/rejects_leads.csv`, `out_dir/rejects_events.csv` (always written; `source_row`,
-  `reason`, then the rejected rows as read; header-only when nothing was rejected),
+  `reason`, then the rejected rows as read with personal columns masked and formula cells
+  neutralised as in the scored CSV; header-only when nothing was rejected),
 - `reports_dir/data_quality.json` (counts, missingness, base rate, date ranges, reject
   reasons; no personal data).
 
 Problems with a file as a whole raise `DataError` and write nothing.
+
+Personal data (`features.pii`): every column outside the contract's own personal columns
+(`email`, names, `phone`) is screened by content for emails, phone numbers and person names
+before anything is written. `ingest.personal_data` says what happens to such a column:
+`error` (default: stop, naming it and the fix), `drop`, or `hash` (a salted hash in
+`_<column>_hash`, never a feature; `lead_id` is hashed in place, in the events too; the salt
+comes from the environment variable `LEADPROP_PERSONAL_SALT`). `ingest.not_personal` lists
+columns the screen got wrong.
 
 With `params.yaml: source` naming a source configuration (`sources/*.yaml`, see
 `pipeline.sources`) the export it describes is read, mapped onto the contract and typed
@@ -20,14 +29,20 @@ instead (`run_source`), and `out_dir/source.json` records what was done with eve
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from features import pii
 from pipeline import sources
 from pipeline.contract import (
+    EVENTS_DATE_COLUMNS,
     EVENTS_REQUIRED,
+    LEADS_DATE_COLUMNS,
     data_quality_report,
     empty_events,
     empty_rejects,
@@ -36,9 +51,10 @@ from pipeline.contract import (
     validate_events,
     validate_leads,
 )
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DataError
 from pipeline.io import write_json, write_parquet, write_with
-from pipeline.readers import ReadOptions, read_table
+from pipeline.readers import ReadOptions, format_names, read_table
+from pipeline.scoring_io import neutralise
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +64,102 @@ REJECTS_LEADS_FILE = "rejects_leads.csv"
 REJECTS_EVENTS_FILE = "rejects_events.csv"
 REPORT_FILE = "data_quality.json"
 SOURCE_FILE = sources.REPORT_FILE
+PERSONAL_MODES = ("error", "drop", "hash")
+SALT_VARIABLE = "LEADPROP_PERSONAL_SALT"
+#: Columns the personal-data screen leaves alone: the contract's own personal columns (kept
+#: as today: features derive only the email's domain type and shape), dates, the outcome.
+_NOT_SCREENED = frozenset(pii.CONTRACT_PERSONAL) | {"converted"}
+
+
+@dataclass(frozen=True)
+class PersonalData:
+    """What ingest does with a column that holds personal data (`ingest.personal_data`,
+    `ingest.not_personal`; the salt from `LEADPROP_PERSONAL_SALT`)."""
+
+    mode: str = "error"
+    not_personal: tuple[str, ...] = ()
+    salt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in PERSONAL_MODES:
+            raise ConfigError(
+                f"`ingest.personal_data` must be one of {', '.join(PERSONAL_MODES)}; got "
+                f"{self.mode!r}."
+            )
+        if isinstance(self.not_personal, str) or not all(
+            isinstance(c, str) for c in self.not_personal
+        ):
+            raise ConfigError(
+                f"`ingest.not_personal` must be a list of column names; got {self.not_personal!r}."
+            )
+        object.__setattr__(self, "not_personal", tuple(self.not_personal))
+        if self.mode == "hash" and not self.salt:
+            raise ConfigError(
+                f"`ingest.personal_data: hash` needs a secret salt in the environment variable "
+                f"{SALT_VARIABLE} (any long random text, the same on every run so the hashes "
+                "stay usable as ids; it is never written anywhere). Set it, or use "
+                "`personal_data: drop`."
+            )
+
+    @classmethod
+    def from_params(cls, section: Mapping[str, Any]) -> PersonalData:
+        mode = section.get("personal_data") or "error"
+        return cls(str(mode), tuple(section.get("not_personal") or ()),
+                   os.environ.get(SALT_VARIABLE) if mode == "hash" else None)
+
+
+def screen_personal(
+    raw: pd.DataFrame, file: str, personal: PersonalData, skip: frozenset[str] = frozenset()
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """`raw` with its personal-data columns handled by `personal.mode`, and what was done
+    (column -> "dropped" / the hash column's name). DataError in mode `error`."""
+    found = pii.detect_personal(raw, skip=_NOT_SCREENED | skip | set(personal.not_personal))
+    if not found:
+        return raw, {}
+    if personal.mode == "error":
+        first = found[0]
+        n_rows = int(raw[first.column].notna().sum())
+        plural = "s" if len(found) > 1 else ""
+        raise DataError(
+            f"{file}: {len(found)} column{plural} hold{'' if plural else 's'} personal data "
+            f"({n_rows} rows of '{first.column}' have a value): "
+            f"{'; '.join(p.describe() for p in found)}. Personal data must never become a "
+            "feature, a reason or part of a model file. Either rename the column to the "
+            "contract's `email`, `phone`, `first_name` / `last_name` (or map it so in a source "
+            "configuration, or give it role ignore there), or set `ingest.personal_data: drop` "
+            "(or `hash`, which keeps a salted hash usable as an id) in params.yaml. If a "
+            "column is not personal data, list it in `ingest.not_personal`.",
+            file=file,
+            column=first.column,
+            n_rows=n_rows,
+            example=first.example,
+        )
+    out = raw.copy()
+    done: dict[str, str] = {}
+    for hit in found:
+        if personal.mode == "drop":
+            out = out.drop(columns=hit.column)
+            done[hit.column] = "dropped"
+            continue
+        assert personal.salt is not None
+        hashed = pii.hash_values(out[hit.column], personal.salt)
+        target = hit.column if hit.column == "lead_id" else f"_{hit.column}_hash"
+        if target != hit.column and target in out.columns:
+            raise DataError(
+                f"{file}: cannot hash column '{hit.column}' into '{target}': the file already "
+                "has a column of that name. Rename it in the export.",
+                file=file, column=target,
+            )
+        position = out.columns.get_loc(hit.column)
+        out = out.drop(columns=hit.column)
+        out.insert(position, target, hashed)
+        done[hit.column] = target
+    log.warning(
+        "%s: personal data in %s: %s (ingest.personal_data: %s)",
+        file, format_names(done), ", ".join(f"{c} -> {t}" for c, t in done.items()),
+        personal.mode,
+    )  # fmt: skip
+    return out, done
 
 
 def run(
@@ -57,24 +169,36 @@ def run(
     reports_dir: Path,
     now: pd.Timestamp | str | None = None,
     options: ReadOptions = ReadOptions(),
+    personal: PersonalData = PersonalData(),
 ) -> dict[str, Any]:
     """Ingest one export; returns the row counts per table (`rows_in`, `rows_clean`,
     `rows_rejected`) and the leads' base rate.
 
     `now` (default: the wall clock, UTC) is the moment after which events are rejected as
-    in the future; `ingest.now` in params.yaml.
+    in the future; `ingest.now` in params.yaml. `personal` says what happens to columns
+    holding personal data (see the module doc).
     """
     moment = _resolve_now(now)
     leads_path = Path(leads_path)
     out_dir, reports_dir = Path(out_dir), Path(reports_dir)
 
     raw_leads = read_table(leads_path, options, "leads")
+    raw_leads, personal_leads = screen_personal(
+        raw_leads, str(leads_path), personal, frozenset(LEADS_DATE_COLUMNS))
     leads, rejects_leads = validate_leads(raw_leads, str(leads_path), options)
+    personal_events: dict[str, str] = {}
     if events_path is None:
         events, rejects_events = empty_events(), empty_rejects(EVENTS_REQUIRED)
     else:
         events_path = Path(events_path)
         raw_events = read_table(events_path, options, "events")
+        if personal_leads.get("lead_id") == "lead_id" and "lead_id" in raw_events:
+            assert personal.salt is not None  # ids hashed in the leads: the same in events
+            raw_events = raw_events.assign(
+                lead_id=pii.hash_values(raw_events["lead_id"], personal.salt))
+        raw_events, personal_events = screen_personal(
+            raw_events, str(events_path), personal,
+            frozenset(EVENTS_DATE_COLUMNS) | {"lead_id"})
         events, rejects_events = validate_events(
             raw_events,
             leads,
@@ -89,6 +213,8 @@ def run(
         "leads": str(leads_path),
         "events": str(events_path) if events_path is not None else None,
     }
+    report["personal_data"] = {"mode": personal.mode, "leads": personal_leads,
+                               "events": personal_events}
     return _write_outputs(out_dir, reports_dir, leads, events, rejects_leads, rejects_events,
                           report)
 
@@ -199,7 +325,8 @@ def from_params(
         config = sources.load_source(source)
         return run_source(config, Path(paths.interim), Path(paths.reports),
                           now=getattr(params, "ingest_now", None))
-    section = (getattr(params, "raw", None) or {}).get("ingest") or {}
+    section = dict((getattr(params, "raw", None) or {}).get("ingest") or {})
+    personal = PersonalData.from_params(section)
     options = ReadOptions.from_params(section)
     leads_path = Path(leads) if leads is not None else Path(paths.raw) / "leads.csv"
     if events is None:
@@ -212,6 +339,7 @@ def from_params(
         Path(paths.reports),
         now=getattr(params, "ingest_now", None),
         options=options,
+        personal=personal,
     )
 
 
@@ -236,4 +364,6 @@ def _as_ids(rejects: pd.DataFrame) -> list[str]:
 
 
 def _to_csv(frame: pd.DataFrame, path: Path) -> None:
-    frame.to_csv(path, index=False, encoding="utf-8")
+    """A rejects file: formula cells neutralised like the scored CSV (personal columns are
+    already masked by `pipeline.contract`)."""
+    neutralise(frame).to_csv(path, index=False, encoding="utf-8")

@@ -17,10 +17,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from features.pii import personal_kind, personal_levels
 from models.bundle import ScoringBundle, model_input
 from models.metrics import log_loss, roc_auc
 from pipeline import tracking
-from pipeline.errors import LeadpropError
+from pipeline.errors import DataError, LeadpropError
 from pipeline.io import read_json, require_inputs, write_json
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,24 @@ def decide(
         f"log-loss {challenger['log_loss']:.4f} <= {champion['log_loss']:.4f} and ROC AUC "
         f"{challenger['roc_auc']:.4f} within {auc_tolerance} of {champion['roc_auc']:.4f}"
     )
+
+
+def refuse_personal(bundle: ScoringBundle, example: pd.DataFrame, file: str) -> None:
+    """DataError when a feature's category levels (pickled with the model) or the input
+    example hold emails, phones or person names: such a model must not reach the registry.
+    Ingest refuses those columns already; this is the last line."""
+    found = [(col, kind) for col, levels in bundle.categories.items()
+             if (kind := personal_levels(levels)) is not None]
+    found += [(col, hit.kind) for col in example.columns if col not in bundle.categories
+              and (hit := personal_kind(example[col], col)) is not None]
+    if found:
+        shown = ", ".join(f"{col} ({kind})" for col, kind in found[:5])
+        raise DataError(
+            f"{file}: the model's features hold personal data: {shown}. It is not registered. "
+            "Re-run ingest (which refuses such columns; set `ingest.personal_data` to drop or "
+            "hash them) and train again, or add the source columns to `features.exclude`.",
+            file=file, column=found[0][0], n_rows=len(found),
+        )
 
 
 def _scores(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -96,10 +115,11 @@ def from_params(params: Any) -> dict:
                 err,
             )
             champion_scores = None
-    challenger_scores = _scores(y, predictions.loc[is_test, "p_lightgbm"].to_numpy())
+    challenger_scores = _scores(y, predictions.loc[is_test, "p_served"].to_numpy())
     promote, why = decide(challenger_scores, champion_scores, params.register.auc_tolerance)
 
     example = model_input(features.head(5), bundle.features)
+    refuse_personal(bundle, example, str(mdir / "bundle.joblib"))
     with ml.start_run(run_id=run_id):
         info = tracking.log_bundle_model(
             mdir / "bundle.joblib",

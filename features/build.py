@@ -35,8 +35,8 @@ def build_features(
     Lead-level mode (leads without `created_at` and a spine without as_of, see
     `features.snapshots`): there is no lead age and no moment to count events before, so
     `lead_age_days` and the behaviour columns are left out (behaviour comes from the lead
-    columns passed through as `extra_<col>`), and datetime extras are NaN. Events are then
-    an error.
+    columns passed through as `extra_<col>`), and datetime extras are days before the
+    export moment `leads.attrs["exported_at"]` (NaN without it). Events are then an error.
     """
     for col in ("lead_id", "as_of"):
         if col not in spine.columns:
@@ -78,8 +78,12 @@ def build_features(
         if pd.api.types.is_datetime64_any_dtype(leads[name]):
             values = as_datetime_us(leads[name]).to_numpy()[rows]
             days = _days_between(as_of, values)
-            dated[f"extra_{sanitize(name)}_days"] = np.full(len(spine), np.nan) \
-                if lead_level else days
+            if lead_level:  # days before the export moment, the one moment the export has
+                end = leads.attrs.get("exported_at")
+                end_us = np.datetime64(pd.Timestamp(end), "us").view(np.int64) if end else 0
+                days = (_days_between(np.full(len(spine), end_us), values) if end
+                        else np.full(len(spine), np.nan))
+            dated[f"extra_{sanitize(name)}_days"] = days
     if dated:
         parts.append(pd.DataFrame(dated, index=index))
 

@@ -23,6 +23,11 @@ band above it, leaving at least one distinct value for every lower band:
 - `capacity_per_week` N: the band holds the share N / leads_per_week of the inflow, i.e.
   about N * cadence / 7 leads per scoring batch of cadence days. `leads_per_week` is the
   inflow of the scored population, estimated by the caller from the calibration split.
+  Without an inflow (an export with no creation dates), a capacity band falls back to a
+  `min_conversion` target and says so in its `fallback` field: the band's
+  `fallback_min_conversion` if set, else twice the highest `min_conversion` of the bands
+  below it (capped at 0.95), else twice the calibration base rate. The set's
+  `conversion_rule` applies to the fallback target as to any `min_conversion` band.
 
 Share and capacity bands are marked infeasible when the target is outside what the data
 can give (more leads than remain, or fewer than the ties at the top allow).
@@ -32,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -40,7 +45,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from models.metrics import wilson_interval
-from models.settings import BandSet, InputError, InsufficientDataError, SettingsError
+from models.settings import BandSet, BandSpec, InputError, InsufficientDataError, SettingsError
 
 __all__ = [
     "FittedBand",
@@ -71,6 +76,7 @@ class FittedBand:
     expected_rate: float | None = None
     share: float = 0.0
     expected_per_week: float | None = None
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,8 @@ class FittedBands:
 
     @property
     def messages(self) -> list[str]:
-        """Messages of infeasible bands, for logging."""
-        return [b.message for b in self.bands if b.message]
+        """Fallbacks taken and messages of infeasible bands, for logging and the report."""
+        return [m for b in self.bands for m in (b.fallback, b.message) if m]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -208,11 +214,9 @@ def fit_bands(
     p = _check_p(p_cal, "p_cal")
     y = _check_y(y_cal, p.size)
     name = band_set.name
+    fallbacks: dict[int, str] = {}
     if band_set.uses_capacity and leads_per_week is None:
-        raise SettingsError(
-            f"`bands.{name}` sizes a band by capacity_per_week: pass `leads_per_week` "
-            "(the inflow of scored leads per week)"
-        )
+        band_set, fallbacks = _capacity_fallback(band_set, float(y.mean()) if y.size else 0.0)
     if leads_per_week is not None and not (
         isinstance(leads_per_week, int | float)
         and not isinstance(leads_per_week, bool)
@@ -319,6 +323,7 @@ def fit_bands(
                 expected_rate=float(sum_p_at[s:e].sum() / n) if n else None,
                 share=share,
                 expected_per_week=None if leads_per_week is None else share * leads_per_week,
+                fallback=fallbacks.get(k),
             )
         )
     return FittedBands(
@@ -329,6 +334,40 @@ def fit_bands(
         leads_per_week=None if leads_per_week is None else float(leads_per_week),
         conversion_rule=band_set.conversion_rule,
     )
+
+
+def _capacity_fallback(band_set: BandSet, base_rate: float) -> tuple[BandSet, dict[int, str]]:
+    """`band_set` with each capacity band turned into a min_conversion band, and the reasons.
+
+    Used when no inflow is known (the export has no creation dates, so "N leads per week"
+    has no meaning); see the module docstring for how the fallback target is chosen.
+    """
+    specs = list(band_set.bands)
+    reasons: dict[int, str] = {}
+    for i, spec in enumerate(specs):
+        if spec.target_kind != "capacity_per_week":
+            continue
+        lower = [b.target for b in specs[:i] if b.target_kind == "min_conversion"]
+        if spec.fallback_min_conversion is not None:
+            target, why = spec.fallback_min_conversion, "its fallback_min_conversion"
+        elif lower:
+            target = min(0.95, 2 * max(lower))  # type: ignore[type-var]
+            why = "twice the highest min_conversion below it"
+        else:
+            target = min(0.95, max(2 * base_rate, 0.01))
+            why = "twice the calibration base rate"
+        higher = [b.target for b in specs[i + 1:] if b.target_kind == "min_conversion"]
+        if spec.fallback_min_conversion is None and higher and not target < min(higher):  # type: ignore[type-var]
+            target = ((max(lower) if lower else base_rate) + min(higher)) / 2  # type: ignore[type-var,operator]
+            why = "halfway between the bands around it"
+        specs[i] = BandSpec(name=spec.name, target_kind="min_conversion", target=float(target))
+        reasons[i] = (
+            f"`bands.{band_set.name}` band `{spec.name}`: capacity_per_week {spec.target:g} "
+            f"needs the lead inflow per week, which this data does not give (no complete "
+            f"created_at); sized by min_conversion {target:.3g} instead ({why}). Map a "
+            f"creation date to get capacity sizing, or set `fallback_min_conversion` on the band."
+        )
+    return replace(band_set, bands=tuple(specs)), reasons
 
 
 def estimate_leads_per_week(created_at: ArrayLike, lead_ids: ArrayLike | None = None) -> float:

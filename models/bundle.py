@@ -18,6 +18,7 @@ import pandas as pd
 from models.bands import FittedBands, apply_bands, score_1_99
 from models.calibration import ScoreCalibrator
 from models.contrib import Forest, compile_forest
+from models.linear import LinearContributions
 from models.reasons import top_reasons
 from models.settings import InputError
 
@@ -34,6 +35,22 @@ class ScoringBundle:
     horizon_days: int
     groups: dict[str, str] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The served score blends LightGBM and the logistic regression in log-odds:
+    # raw = w * trees + (1 - w) * linear (w = 1: LightGBM alone; w = 0: logistic regression).
+    linear: LinearContributions | None = None
+    blend_weight: float = 1.0
+
+    @property
+    def blended(self) -> bool:
+        """True when the logistic regression takes part in the served score."""
+        return self.linear is not None and self.blend_weight < 1.0
+
+    @property
+    def scorer_name(self) -> str:
+        """What is served: `lightgbm`, `logreg` or `blend`."""
+        if not self.blended:
+            return "lightgbm"
+        return "logreg" if self.blend_weight == 0.0 else "blend"
 
     def check_columns(self, frame: pd.DataFrame) -> None:
         """Raise InputError naming the model's features the frame lacks."""
@@ -64,7 +81,13 @@ class ScoringBundle:
         return pd.Series(pd.Categorical.from_codes(codes, categories=levels), index=values.index)
 
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.model.predict_proba(self.matrix(frame))[:, 1]
+        """The served model's uncalibrated probability."""
+        X = self.matrix(frame)
+        if not self.blended:
+            return self.model.predict_proba(X)[:, 1]
+        trees = self.model.predict_proba(X, raw_score=True) if self.blend_weight > 0 else 0.0
+        linear, _ = self.linear.contributions(X)  # type: ignore[union-attr]
+        return _sigmoid(self.blend_weight * trees + (1.0 - self.blend_weight) * linear)
 
     def propensity(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of converting within `horizon_days`."""
@@ -116,8 +139,14 @@ class ScoringBundle:
         each row sums to the model's raw score."""
         forest = self._forest()
         *_, contrib = self._contributions(frame)
-        out = pd.DataFrame(forest.full_width(contrib), columns=self.features, index=frame.index)
-        out["bias"] = forest.bias
+        if self.blended:
+            full = contrib.T
+            bias = self.blend_weight * forest.bias + (1.0 - self.blend_weight) * \
+                self.linear.intercept  # type: ignore[union-attr]
+        else:
+            full, bias = forest.full_width(contrib), forest.bias
+        out = pd.DataFrame(full, columns=self.features, index=frame.index)
+        out["bias"] = bias
         return out
 
     def _contributions(
@@ -128,9 +157,20 @@ class ScoringBundle:
         self.check_columns(frame)
         forest = self._forest()
         names = [self.features[i] for i in forest.used]
-        columns = {col: self._column(frame[col], col) for col in names}
-        X = [self._model_values(values) for values in columns.values()]
-        return columns, *forest.contributions(X or np.empty((0, len(frame))))
+        if not self.blended:
+            columns = {col: self._column(frame[col], col) for col in names}
+            X = [self._model_values(values) for values in columns.values()]
+            return columns, *forest.contributions(X or np.empty((0, len(frame))))
+        # a blend: every feature may contribute through the linear part
+        w = self.blend_weight
+        columns = {col: self._column(frame[col], col) for col in self.features}
+        X = [self._model_values(columns[col]) for col in names]
+        raw_t, contrib_t = forest.contributions(X or np.empty((0, len(frame))))
+        raw_l, contrib_l = self.linear.contributions(  # type: ignore[union-attr]
+            pd.DataFrame(columns, index=frame.index))
+        contrib = (1.0 - w) * contrib_l.T
+        contrib[np.asarray(forest.used, dtype=np.int64)] += w * contrib_t
+        return columns, w * raw_t + (1.0 - w) * raw_l, contrib
 
     @staticmethod
     def _model_values(values: pd.Series) -> np.ndarray:

@@ -297,6 +297,8 @@ def top_reasons(
     slot_of = np.concatenate([np.full(ok.sum(), s) for s, (_, ok, _) in enumerate(slots)])
     row_of = np.concatenate([np.flatnonzero(ok) for _, ok, _ in slots])
     feature_of = np.concatenate([idx[ok] for idx, ok, _ in slots])
+    if not feature_of.size:  # a weak model: no contribution clears `min_abs` in any row
+        return [""] * n
     order = np.argsort(feature_of, kind="stable")
     slot_of, row_of, feature_of = slot_of[order], row_of[order], feature_of[order]
     starts = np.flatnonzero(np.diff(feature_of, prepend=-1))

@@ -638,6 +638,23 @@ def check_ruleset(ruleset: RuleSet, vocab: RuleVocabulary) -> None:
                         f"{', '.join(levels)}{_close(str(v).casefold(), levels)}"))
 
 
+def applicable_rules(ruleset: RuleSet, vocab: RuleVocabulary
+                     ) -> tuple[RuleSet, list[RuleError]]:
+    """The rules this data can score, and a `RuleError` for each one it cannot (an event
+    type or field the export lacks, a type mismatch): a rules file written for one export
+    still applies in part to another."""
+    kept: list[Rule] = []
+    skipped: list[RuleError] = []
+    for i, rule in enumerate(ruleset.rules):
+        try:
+            check_ruleset(RuleSet(rules=(rule,)), vocab)
+        except RuleError as err:
+            skipped.append(RuleError(("rules", i, *err.path[2:]), str(err)))
+            continue
+        kept.append(rule)
+    return replace(ruleset, rules=tuple(kept)), skipped
+
+
 # --------------------------------------------------------------------------- scoring
 
 

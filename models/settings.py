@@ -237,6 +237,9 @@ class LogRegSettings:
         _positive_int("train.logreg.max_iter", self.max_iter)
 
 
+SERVE_CHOICES = ("auto", "lightgbm", "logreg", "blend")
+
+
 @dataclass(frozen=True)
 class TuneSettings:
     """The `train.tune` section (see `models.tuning`): `n_trials` (the configured
@@ -267,8 +270,13 @@ class TrainSettings:
     lightgbm: LightGBMSettings = field(default_factory=LightGBMSettings)
     logreg: LogRegSettings = field(default_factory=LogRegSettings)
     tune: TuneSettings = field(default_factory=lambda: TuneSettings())
+    # auto: the candidate with the lowest validation log-loss; or force one of them
+    serve: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.serve not in SERVE_CHOICES:
+            raise SettingsError(f"`train.serve` must be one of {', '.join(SERVE_CHOICES)}; "
+                                f"got {self.serve!r}")
         seed = _integer("train.seed", self.seed)
         if seed < 0:
             raise SettingsError(f"`train.seed` must be >= 0; got {seed}")
@@ -287,6 +295,7 @@ def parse_train(mapping: Mapping[str, Any]) -> TrainSettings:
         "early_stopping_rounds",
         "min_positives",
         "min_calibration_positives",
+        "serve",
     }
     _check_keys("train", m, set(), scalar | {"lightgbm", "logreg", "tune"})
     lgbm = _mapping("train.lightgbm", m.get("lightgbm", {}))
@@ -338,11 +347,14 @@ class BandSpec:
     `target_kind` is `min_conversion` (observed conversion of the band on the calibration
     split must reach `target`), `top_share` (the band holds this share of leads) or
     `capacity_per_week` (the band holds about this many leads per week of inflow).
+    `fallback_min_conversion`: for a capacity band, the min_conversion target used when the
+    data gives no inflow (no creation dates); None = derived (see `models.bands`).
     """
 
     name: str
     target_kind: BandTargetKind | None = None
     target: float | None = None
+    fallback_min_conversion: float | None = None
 
 
 @dataclass(frozen=True)
@@ -380,6 +392,9 @@ class BandSet:
         _positive(f"{p}.scoring_cadence_days", self.scoring_cadence_days)
         _positive_int(f"{p}.min_band_size", self.min_band_size)
         lowest = self.bands[0]
+        if lowest.fallback_min_conversion is not None:
+            raise SettingsError(f"`{p}.bands[0].fallback_min_conversion` only applies to a "
+                                "capacity_per_week band")
         if lowest.target_kind is not None:
             raise SettingsError(
                 f"`{p}.bands[0]` ({lowest.name}) is the lowest band and takes every lead below "
@@ -399,6 +414,13 @@ class BandSet:
                 _positive(key, band.target)
             else:
                 raise SettingsError(f"`{bp}` has unknown target kind {band.target_kind!r}")
+            if band.fallback_min_conversion is not None:
+                if band.target_kind != "capacity_per_week":
+                    raise SettingsError(
+                        f"`{bp}.fallback_min_conversion` only applies to a capacity_per_week "
+                        f"band; `{band.name}` uses {band.target_kind}"
+                    )
+                _open_unit(f"{bp}.fallback_min_conversion", band.fallback_min_conversion)
         conv = [
             (i, b.target) for i, b in enumerate(self.bands) if b.target_kind == "min_conversion"
         ]
@@ -451,20 +473,26 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
     for i, raw in enumerate(raw_bands):
         bp = f"{p}.bands[{i}]"
         b = _mapping(bp, raw)
-        _check_keys(bp, b, {"name"}, {"target", *BAND_TARGET_KEYS.values()})
+        _check_keys(
+            bp, b, {"name"}, {"target", "fallback_min_conversion", *BAND_TARGET_KEYS.values()}
+        )
         band_name = b["name"]
         if not isinstance(band_name, str) or not band_name.strip():
             raise SettingsError(f"`{bp}.name` must be a non-empty string; got {band_name!r}")
         given = [k for k in ("target", *BAND_TARGET_KEYS.values()) if k in b]
         if len(given) > 1:
             raise SettingsError(f"`{bp}` ({band_name}) must have one target; got {given}")
+        fallback = b.get("fallback_min_conversion")
+        if fallback is not None:
+            fallback = _number(f"{bp}.fallback_min_conversion", fallback)
         if not given:
-            specs.append(BandSpec(name=band_name))
+            specs.append(BandSpec(name=band_name, fallback_min_conversion=fallback))
             continue
         key = given[0]
         kind = BAND_TARGET_KEYS[policy] if key == "target" else key
         value = _number(f"{bp}.{key}", b[key])
-        specs.append(BandSpec(name=band_name, target_kind=kind, target=value))  # type: ignore[arg-type]
+        specs.append(BandSpec(name=band_name, target_kind=kind, target=value,  # type: ignore[arg-type]
+                              fallback_min_conversion=fallback))
     cadence = _number(f"{p}.scoring_cadence_days", m.get("scoring_cadence_days", 7))
     min_size = _integer(f"{p}.min_band_size", m.get("min_band_size", 30))
     return BandSet(

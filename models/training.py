@@ -17,12 +17,15 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from sklearn.pipeline import Pipeline
 
 from models.bands import FittedBands, estimate_leads_per_week, fit_bands
 from models.bundle import ScoringBundle
 from models.calibration import ScoreCalibrator, fit_calibrator
 from models.estimators import fit_lightgbm, make_logreg, prepare_categories, refit_lightgbm
+from models.linear import LinearContributions
+from models.metrics import log_loss
 from models.settings import (
     BandSet,
     CalibrationSettings,
@@ -34,7 +37,7 @@ from models.split import split_leads, validation_slice
 from models.tuning import refit_rounds, settings_dict, tune_lightgbm
 
 log = logging.getLogger(__name__)
-SCORERS = ("lightgbm", "lightgbm_basic", "logreg", "rules")
+SCORERS = ("served", "lightgbm", "lightgbm_basic", "logreg", "rules")
 
 
 @dataclass
@@ -57,6 +60,35 @@ def categorical_columns(frame: pd.DataFrame, features: Sequence[str]) -> list[st
         or pd.api.types.is_string_dtype(frame[c])
         or frame[c].dtype == object
     ]
+
+
+def choose_blend(y_val: np.ndarray, z_trees: np.ndarray, z_linear: np.ndarray,
+                 weights: Sequence[float] = tuple(i / 10 for i in range(11)),
+                 serve: str = "auto") -> dict[str, Any]:
+    """The served scorer from validation log-loss: LightGBM (weight 1), the logistic
+    regression (weight 0), or the best blend `w * trees + (1 - w) * linear` in log-odds in
+    between. A tie keeps the simpler candidate (LightGBM, then the logistic regression).
+    Returns `served`, `weight`, `validation_log_loss` per candidate and a one-line `why`."""
+    y = np.asarray(y_val)
+    losses = {float(w): log_loss(y, expit(w * z_trees + (1 - w) * z_linear)) for w in weights}
+    inner = {w: v for w, v in losses.items() if 0.0 < w < 1.0}
+    blend_w = min(inner, key=lambda w: (inner[w], -w)) if inner else 1.0
+    table = {"lightgbm": losses.get(1.0, float("inf")), "logreg": losses.get(0.0, float("inf")),
+             "blend": inner.get(blend_w, float("inf"))}
+    served = min(("lightgbm", "logreg", "blend"), key=lambda c: table[c]) if serve == "auto" \
+        else serve
+    weight = {"lightgbm": 1.0, "logreg": 0.0, "blend": blend_w}[served]
+    others = ", ".join(f"{c} {table[c]:.5f}" for c in table if c != served)
+    return {
+        "served": served,
+        "weight": weight,
+        "validation_log_loss": {c: round(v, 6) for c, v in table.items()},
+        "blend_weight": blend_w,
+        "why": (f"{served} has the lowest log-loss on the validation leads "
+                if serve == "auto" else f"{served} is set by `train.serve`; validation log-loss ")
+               + f"({table[served]:.5f}; {others})"
+               + (f"; LightGBM weight {blend_w:g} in log-odds" if served == "blend" else ""),
+    }
 
 
 def check_positives(y: np.ndarray, parts: np.ndarray, settings: TrainSettings) -> dict[str, int]:
@@ -130,25 +162,36 @@ def train_all(
         rounds = refit_rounds(best_iteration, n_fit, len(val))
         return refit_lightgbm(X_tr[list(columns)], y_tr, tuned.params, train.seed, rounds)
 
-    def early_stopped_rounds(columns: Sequence[str]) -> int:
+    def early_stopped(columns: Sequence[str]) -> lgb.LGBMClassifier:
         X = X_tr[list(columns)]
-        model = fit_lightgbm(X.loc[~val], y_tr[~val], X.loc[val], y_tr[val], tuned.params,
-                             train.seed, early_stopping_rounds=train.early_stopping_rounds)
-        return int(model.best_iteration_ or tuned.params.n_estimators)
+        return fit_lightgbm(X.loc[~val], y_tr[~val], X.loc[val], y_tr[val], tuned.params,
+                            train.seed, early_stopping_rounds=train.early_stopping_rounds)
+
+    def early_stopped_rounds(columns: Sequence[str]) -> int:
+        return int(early_stopped(columns).best_iteration_ or tuned.params.n_estimators)
+
+    def new_logreg() -> Pipeline:
+        return make_logreg(numeric, cats, train.logreg.C, train.seed,
+                           min_frequency=train.logreg.min_frequency,
+                           max_iter=train.logreg.max_iter)
+
+    # The served scorer: LightGBM, the logistic regression or their blend in log-odds,
+    # whichever has the lowest log-loss on the validation leads (fitted without them).
+    X_val = X_tr.loc[val, features]
+    z_trees = early_stopped(features).predict_proba(X_val, raw_score=True)
+    z_linear = new_logreg().fit(X_tr.loc[~val], y_tr[~val]).decision_function(X_val)
+    choice = choose_blend(y_tr[val], z_trees, z_linear, serve=train.serve)
 
     lgbm = refitted(features, tuned.best_iteration)
-    logreg = make_logreg(
-        numeric,
-        cats,
-        train.logreg.C,
-        train.seed,
-        min_frequency=train.logreg.min_frequency,
-        max_iter=train.logreg.max_iter,
-    )
-    logreg.fit(X_tr, y_tr)
+    logreg = new_logreg().fit(X_tr, y_tr)
+    linear = LinearContributions.from_pipeline(logreg, features)
+    w = choice["weight"]
+    z_served = w * lgbm.predict_proba(X_all, raw_score=True) + (1 - w) * \
+        linear.contributions(X_all)[0]
 
-    raw = {"lightgbm": lgbm.predict_proba(X_all)[:, 1], "logreg": logreg.predict_proba(X_all)[:, 1]}
-    kinds = {"lightgbm": "probability", "logreg": "probability"}
+    raw = {"served": expit(z_served),
+           "lightgbm": lgbm.predict_proba(X_all)[:, 1], "logreg": logreg.predict_proba(X_all)[:, 1]}
+    kinds = {"served": "probability", "lightgbm": "probability", "logreg": "probability"}
     basic = [c for c in (baseline_features or ()) if c in features]
     if basic and len(basic) < len(features):
         basic_model = refitted(basic, early_stopped_rounds(basic))
@@ -175,7 +218,7 @@ def train_all(
     )
     fitted: dict[str, FittedBands] = {
         name: fit_bands(
-            calibrated["lightgbm"][is_cal], y[is_cal], band_set, leads_per_week=per_week
+            calibrated["served"][is_cal], y[is_cal], band_set, leads_per_week=per_week
         )
         for name, band_set in bands.items()
     }
@@ -187,12 +230,14 @@ def train_all(
         features=features,
         categories=categories,
         model=lgbm,
-        calibrator=calibrators["lightgbm"],
+        calibrator=calibrators["served"],
         bands=fitted,
         horizon_days=horizon_days,
         groups=dict(groups or {}),
         metadata={"best_iteration": tuned.best_iteration, "n_trees": int(lgbm.n_estimators),
-                  "lightgbm": settings_dict(tuned.params)},
+                  "lightgbm": settings_dict(tuned.params), "served": choice["served"]},
+        linear=linear if w < 1 else None,
+        blend_weight=float(w),
     )
     keep = [c for c in ("lead_id", "as_of", "created_at", "age_days") if c in frame.columns]
     predictions = frame.loc[:, keep].copy()
@@ -221,6 +266,7 @@ def train_all(
             "settings": settings_dict(tuned.params),
         },
         "tuning": tuned.summary(),
+        "served": choice,
         "calibration": {name: c.summary() for name, c in calibrators.items()},
         "bands": {name: fb.to_dict() for name, fb in fitted.items()},
         "leads_per_week": per_week,

@@ -49,6 +49,7 @@ TOP_SUSPECTS = 15
 
 # Scorers in display order, with their labels and colours; unknown scorers follow, sorted.
 _SCORER_LABELS = {
+    "served": "Served model",
     "lightgbm": "LightGBM model",
     "logreg": "Logistic regression",
     "lightgbm_basic": "LightGBM, basic features",
@@ -57,6 +58,7 @@ _SCORER_LABELS = {
     "truth": "Ceiling (true probability)",
 }
 _SCORER_COLORS = {
+    "served": "#111111",
     "lightgbm": "#1f5fa8",
     "logreg": "#e07b00",
     "lightgbm_basic": "#7fa7d4",

@@ -25,6 +25,7 @@ from models.rules import (
     RuleError,
     RuleSet,
     RuleVocabulary,
+    applicable_rules,
     check_ruleset,
     parse_ruleset,
     ruleset_to_dict,
@@ -33,7 +34,8 @@ from models.rules import (
 from pipeline.errors import ConfigError
 from pipeline.io import atomic_path
 
-__all__ = ["dump_rules", "load_rules", "load_ruleset", "parse_rules_text", "write_rules"]
+__all__ = ["dump_rules", "load_applicable_ruleset", "load_rules", "load_ruleset",
+           "parse_rules_text", "rules_file", "write_rules"]
 
 
 def load_rules(path: Path | str, vocabulary: RuleVocabulary | None = None) -> RuleSet:
@@ -63,6 +65,36 @@ def load_ruleset(
     `leads`). Pass `leads` whenever a rule may use a raw lead field such as company_size:
     without it only `features` columns count as fields."""
     return load_rules(path, vocabulary(leads, events, features, event_groups))
+
+
+DEFAULT_RULES_FILE = "rules.yaml"
+
+
+def rules_file(params: Any) -> Path:
+    """The manual rules file: `rules.file` in params (a source configuration sets it under
+    `params: {rules: {file: ...}}`), default rules.yaml."""
+    section = getattr(params, "rules", None) or {}
+    return Path(section.get("file") or DEFAULT_RULES_FILE)
+
+
+def load_applicable_ruleset(
+    path: Path | str,
+    *,
+    leads: pd.DataFrame | None = None,
+    events: pd.DataFrame | None = None,
+    features: pd.DataFrame | None = None,
+    event_groups: Mapping[str, Iterable[str]] | None = None,
+) -> tuple[RuleSet, list[str]]:
+    """Like `load_ruleset`, but a rule naming an event type or field the data lacks is
+    left out instead of failing the file: returns the applicable rules and one message per
+    rule left out (`file:line: why`). A malformed file still raises ConfigError."""
+    path = Path(path)
+    ruleset = load_rules(path)
+    text = path.read_text(encoding="utf-8")
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    kept, skipped = applicable_rules(ruleset, vocabulary(leads, events, features, event_groups))
+    return kept, [f"{path}:{_line(node, err.path)}: {err}; the rule is left out"
+                  for err in skipped]
 
 
 def parse_rules_text(text: str, source: str = "rules.yaml",

@@ -48,6 +48,7 @@ import pandas as pd
 import yaml
 
 from features.fit import KNOWN_COLUMNS
+from features.pii import personal_kind
 from pipeline.contract import DATETIME, REJECT_COLUMNS, parse_dates, parse_moment
 from pipeline.errors import ConfigError, DataError, LeadpropError
 from pipeline.readers import ReadOptions, read_table
@@ -69,10 +70,10 @@ LEAD_FIELDS = (
 EVENT_FIELDS = ("lead_id", "timestamp", "event_type", "page", "channel")
 #: params.yaml sections a source configuration may override under `params:`.
 OVERRIDABLE = ("snapshots", "label", "features", "split", "train", "calibration", "bands",
-               "register", "score")
+               "register", "score", "rules")
 TOP_KEYS = ("name", "description", "leads", "events", "outcome", "exported_at", "params")
 LEADS_KEYS = ("path", "read", "map", "roles", "default_role")
-EVENTS_KEYS = ("path", "read", "map", "event_types")
+EVENTS_KEYS = ("path", "read", "map", "event_types", "lead_map", "lead_columns")
 OUTCOME_KEYS = ("column", "positive", "negative", "lost", "date", "missing", "event")
 ROLE_KEYS = ("role", "type", "name", "reason", "safe")
 READ_KEYS = tuple(f.name for f in fields(ReadOptions))
@@ -151,6 +152,8 @@ class SourceConfig:
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     exported_at: pd.Timestamp | None = None
     description: str = ""
+    #: True for an event-log-only export: `leads` is derived from the events file.
+    leads_from_events: bool = False
 
     @property
     def time_aware(self) -> bool:
@@ -214,10 +217,13 @@ def parse_source(raw: Any, file: str = "source.yaml") -> SourceConfig:
         raise ConfigError(f"{file}: a source configuration is a mapping with at least `leads:` "
                           "and `outcome:` (see sources/example.yaml)")
     _check_keys(file, "", raw, TOP_KEYS)
+    if raw.get("leads") is None and isinstance(raw.get("events"), Mapping):
+        return _parse_event_log(raw, file)
     for key in ("leads", "outcome"):
         if not isinstance(raw.get(key), Mapping):
             raise ConfigError(f"{file}: `{key}:` is required and must be a mapping "
-                              "(see sources/example.yaml)")
+                              "(see sources/example.yaml; an event log alone: `events:` with "
+                              "`lead_columns:` and no `leads:`)")
     leads_raw = raw["leads"]
     _check_keys(file, "leads.", leads_raw, LEADS_KEYS)
     read = _read_options(file, "leads.read", leads_raw.get("read"))
@@ -234,6 +240,12 @@ def parse_source(raw: Any, file: str = "source.yaml") -> SourceConfig:
         if not isinstance(ev, Mapping):
             raise ConfigError(f"{file}: `events:` must be a mapping with `path:` and `map:`")
         _check_keys(file, "events.", ev, EVENTS_KEYS)
+        for key in ("lead_map", "lead_columns"):
+            if key in ev:
+                raise ConfigError(f"{file}: `events.{key}` derives the leads from the event "
+                                  "log, for an export without a leads table; this one has "
+                                  "`leads:`, so put the column in `leads.map` / `leads.roles`, "
+                                  "or drop `leads:`")
         merged_read = {**_mapping(file, "leads.read", leads_raw.get("read")),
                        **_mapping(file, "events.read", ev.get("read"))}
         ev_map = _field_map(file, "events.map", ev.get("map"), EVENT_FIELDS)
@@ -257,6 +269,57 @@ def parse_source(raw: Any, file: str = "source.yaml") -> SourceConfig:
         exported_at=_exported_at(file, raw.get("exported_at")),
         description=str(raw.get("description") or ""),
     )
+    _check_consistency(config)
+    return config
+
+
+def _parse_event_log(raw: Mapping[str, Any], file: str) -> SourceConfig:
+    """An export that is only an event log: the leads are derived from it (`derive_leads`).
+
+    lead_id = the events' lead_id (a user id), created_at = the user's first event; the
+    per-user columns in `events.lead_map` (contract fields) and `events.lead_columns` (roles,
+    like `leads.roles`) become lead attributes when they are constant within each user; the
+    conversion is an event type (`outcome.event`).
+    """
+    ev = raw["events"]
+    _check_keys(file, "events.", ev, EVENTS_KEYS)
+    if not isinstance(raw.get("outcome"), Mapping) or raw["outcome"].get("event") is None:
+        raise ConfigError(f"{file}: an event log without `leads:` takes the conversion from "
+                          "the log: set `outcome: {event: <the purchase event type>}`")
+    read = _read_options(file, "events.read", ev.get("read"))
+    ev_map = _field_map(file, "events.map", ev.get("map"), EVENT_FIELDS)
+    missing = [f for f in EVENT_FIELDS[:3] if f not in ev_map]
+    if missing:
+        raise ConfigError(f"{file}: `events.map` must name the export columns for "
+                          f"{', '.join(missing)} (lead_id, timestamp and event_type are "
+                          "required)")
+    per_lead = [f for f in LEAD_FIELDS if f not in ("lead_id", "created_at", "converted_at",
+                                                     "lost_at")]
+    lead_map = _field_map(file, "events.lead_map", ev.get("lead_map"), per_lead)
+    roles = _roles(file, ev.get("lead_columns"), "events.lead_columns")
+    taken = {ev_map["lead_id"], ev_map["timestamp"], ev_map["event_type"]}
+    for column in [*lead_map.values(), *(s.column for s in roles)]:
+        if column in taken:
+            raise ConfigError(f"{file}: {column!r} is the events' lead_id, timestamp or "
+                              "event_type; it cannot also be a per-lead column")
+    path = _path(file, "events.path", ev.get("path"))
+    types = _mapping(file, "events.event_types", ev.get("event_types"))
+    events = EventsSource(
+        path=path, read=read, map=MappingProxyType(ev_map),
+        event_types=MappingProxyType({_text(file, "events.event_types", k):
+                                      _text(file, f"events.event_types.{k}", v)
+                                      for k, v in types.items()}))
+    leads = LeadsSource(
+        path=path, read=read,
+        map=MappingProxyType({"lead_id": ev_map["lead_id"], "created_at": ev_map["timestamp"],
+                              **lead_map}),
+        roles=roles, default_role="ignore")
+    config = SourceConfig(
+        file=file, name=str(raw.get("name") or Path(file).stem), leads=leads,
+        outcome=_outcome(file, raw["outcome"], leads.map, events), events=events,
+        params=MappingProxyType(_params(file, raw.get("params"))),
+        exported_at=_exported_at(file, raw.get("exported_at")),
+        description=str(raw.get("description") or ""), leads_from_events=True)
     _check_consistency(config)
     return config
 
@@ -336,11 +399,11 @@ def _field_map(file: str, key: str, value: Any, allowed: Sequence[str]) -> dict[
     return out
 
 
-def _roles(file: str, value: Any) -> tuple[ColumnSpec, ...]:
+def _roles(file: str, value: Any, section: str = "leads.roles") -> tuple[ColumnSpec, ...]:
     out = []
-    for column, spec in _mapping(file, "leads.roles", value).items():
-        column = _text(file, "leads.roles", column)
-        key = f"leads.roles.{column}"
+    for column, spec in _mapping(file, section, value).items():
+        column = _text(file, section, column)
+        key = f"{section}.{column}"
         if isinstance(spec, str) or spec is None:
             spec = {"role": spec}
         if not isinstance(spec, Mapping):
@@ -456,13 +519,7 @@ def _check_consistency(config: SourceConfig) -> None:
             raise ConfigError(f"{file}: {spec.column!r} is {what}, so it cannot also have a "
                               "role in `leads.roles`; remove it from one of them")
     if not config.time_aware:
-        for spec in leads.roles:
-            if spec.type == "date" and spec.role != "ignore":
-                raise ConfigError(
-                    f"{file}: `leads.roles.{spec.column}` is a date, but the export has no "
-                    "`created_at` (a lead-level table: one example per lead, no as_of), so "
-                    "there is no moment to measure it from. Map `created_at`, or set its role "
-                    "to ignore.")
+        # A date in a lead-level export becomes "days before exported_at" (features.build).
         if config.events is not None and config.outcome.event is None:
             raise ConfigError(
                 f"{file}: an events file needs `created_at` in `leads.map`: without a creation "
@@ -534,6 +591,8 @@ class Export:
     leads: pd.DataFrame
     events: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    #: per-lead columns of an event-log-only export that vary within a lead (not used)
+    varying: tuple[str, ...] = ()
 
 
 def read_export(config: SourceConfig) -> Export:
@@ -543,11 +602,72 @@ def read_export(config: SourceConfig) -> Export:
     errors are DataErrors that name the `read.*` option of the config that is likely wrong.
     """
     notes: list[str] = []
+    if config.leads_from_events:
+        assert config.events is not None
+        events = _read(config, config.events.path, config.events.read, "events", notes)
+        leads, varying, derived_notes = derive_leads(config, events)
+        return Export(leads, events, notes + derived_notes, varying)
     leads = _read(config, config.leads.path, config.leads.read, "leads", notes)
     events = None
     if config.events is not None:
         events = _read(config, config.events.path, config.events.read, "events", notes)
     return Export(leads, events, notes)
+
+
+def derive_leads(config: SourceConfig, events: pd.DataFrame
+                 ) -> tuple[pd.DataFrame, tuple[str, ...], list[str]]:
+    """The raw leads table of an event-log-only export: one row per lead id (in order of
+    first appearance) with the lead id, the raw timestamp text of the lead's first event (as
+    `created_at`) and each per-lead column that is constant within every lead.
+
+    Rows are numbered by the file row of the lead's first event. Returns (leads, the
+    per-lead columns that vary within a lead and are not used, notes).
+    Rows without a lead id are left to the events validation (rejected there with a reason).
+    """
+    ev = config.events
+    assert ev is not None
+    file = str(ev.path)
+    _require(config, events, list(ev.map.values()), file, "events")
+    id_col, ts_col = ev.map["lead_id"], ev.map["timestamp"]
+    per_lead = [c for c in dict.fromkeys(_configured_lead_columns(config))
+                if c not in (id_col, ts_col)]
+    _require(config, events, per_lead, file, "events")
+    ids = events[id_col].astype("str").str.strip().where(events[id_col].notna())
+    has_id = ids.notna() & (ids != "")
+    frame = events.loc[has_id, [ts_col, *per_lead]].copy()
+    frame.insert(0, "_id", ids[has_id])
+    frame["_row"] = frame.index
+    frame["_at"] = parse_dates(frame[ts_col], ev.read)
+    # The first event per lead (unparseable timestamps last, so validation sees one only
+    # when a lead has no readable timestamp at all); ties keep file order.
+    order = frame.sort_values("_at", kind="stable", na_position="last")
+    first = order.drop_duplicates("_id", keep="first").set_index("_id")
+    lead_ids = pd.Index(frame["_id"].drop_duplicates(), name=None)
+    out = pd.DataFrame({id_col: lead_ids.to_numpy(),
+                        ts_col: first.loc[lead_ids, ts_col].to_numpy()},
+                       index=pd.Index(first.loc[lead_ids, "_row"].to_numpy()))
+    notes = [f"leads: derived from the event log: {len(lead_ids)} leads (one per "
+             f"{id_col!r}), created_at = each lead's first {ts_col!r}"]
+    varying: list[str] = []
+    for column in per_lead:
+        text = frame[column].astype("str").str.strip().where(frame[column].notna())
+        text = text.where(text != "")
+        distinct = text.groupby(frame["_id"]).nunique(dropna=True)
+        varies = distinct[distinct > 1]
+        if len(varies):
+            lead = varies.index[0]
+            values = text[frame["_id"] == lead].dropna().unique()[:3]
+            varying.append(column)
+            notes.append(
+                f"events: per-lead column {column!r} changes within {len(varies)} of "
+                f"{len(lead_ids)} leads (e.g. lead {lead}: "
+                f"{', '.join(_show(v) for v in values)}), so it is not a lead attribute and "
+                "is not used. Give it as an event column (events.map) if it describes events.")
+            continue
+        value = text.groupby(frame["_id"]).first()  # first non-missing value
+        out[column] = lead_ids.map(value).to_numpy()
+    out[ts_col] = out[ts_col].astype("str").where(out[ts_col].notna())
+    return out, tuple(varying), notes
 
 
 def _read(config: SourceConfig, path: Path, options: ReadOptions, what: str,
@@ -682,7 +802,8 @@ def map_export(config: SourceConfig, export: Export) -> Mapped:
     """
     raw, file = export.leads, str(config.leads.path)
     notes = list(export.notes)
-    _require(config, raw, _configured_lead_columns(config), file, "leads")
+    _require(config, raw, [c for c in _configured_lead_columns(config)
+                           if c not in export.varying], file, "leads")
     if config.events is not None and export.events is not None:
         _require(config, export.events, list(config.events.map.values()),
                  str(config.events.path), "events")
@@ -696,7 +817,7 @@ def map_export(config: SourceConfig, export: Export) -> Mapped:
         out["lead_id"] = pd.Series(raw.index.astype(str), index=raw.index, dtype="str")
         notes.append("leads: no lead_id column; each lead's id is its row number in the file")
     for contract, column in lead_map.items():
-        if contract != "lead_id":
+        if contract != "lead_id" and column not in export.varying:
             out[contract] = raw[column]
 
     events = None
@@ -719,6 +840,8 @@ def map_export(config: SourceConfig, export: Export) -> Mapped:
                 out["lost_at"] = dates.where(is_lost & raw[outcome.column].notna())
     for spec in columns:
         out[spec.name] = raw[spec.column]
+    if config.time_aware:
+        _require_conversion_dates(config, out, file)
 
     lead_level = not config.time_aware
     leads = pd.DataFrame(out, index=raw.index)
@@ -729,6 +852,39 @@ def map_export(config: SourceConfig, export: Export) -> Mapped:
                          "for the outcome only; behaviour must come as lead columns")
             events = None
     return Mapped(leads, events, columns, ignored, counts, type_counts, notes, lead_level)
+
+
+def _require_conversion_dates(config: SourceConfig, out: Mapping[str, pd.Series],
+                              file: str) -> None:
+    """DataError when a time-aware export's positives have no conversion date at all.
+
+    With `created_at` mapped, a label is "converted within the horizon after as_of", which
+    needs each conversion's moment; without one every positive is "converted without a
+    date" and never a positive example (training would then blame the horizon).
+    """
+    converted = out["converted"]
+    is_pos = converted == "1"
+    n_pos = int(is_pos.sum())
+    if not n_pos:
+        return
+    dates = out.get("converted_at")
+    if dates is not None:
+        text = dates.astype("str").str.strip().where(dates.notna())
+        if (text[is_pos].notna() & (text[is_pos] != "")).any():
+            return
+    created = config.leads.map["created_at"]
+    example = str(out["lead_id"][is_pos].iloc[0])
+    raise DataError(
+        f"{file}: {config.file} maps {created!r} to `created_at`, so the export is read "
+        f"time-aware (a lead is scored at moments after it was created and its label is "
+        f"\"converted within the horizon after that moment\"), but none of the {n_pos} "
+        f"converted leads (e.g. lead {example}) has a conversion date, so no snapshot could "
+        f"ever be a positive. Two honest options: (1) give the conversion date: "
+        f"`outcome.date: <column>` (or `leads.map.converted_at`), or an activity log with "
+        f"`outcome.event`; or (2) read the export lead-level: remove `created_at` from "
+        f"`leads.map` and give {created!r} a role instead (`leads.roles.{created}: "
+        f"{{role: fit, type: date}}` becomes \"days before exported_at\").",
+        file=file, column=created, n_rows=n_pos, example=example)
 
 
 def drop_placeholder(frame: pd.DataFrame) -> pd.DataFrame:
@@ -889,7 +1045,7 @@ def _map_events(config: SourceConfig, raw: pd.DataFrame) -> tuple[pd.DataFrame, 
     assert ev is not None
     frame = pd.DataFrame({c: raw[col] for c, col in ev.map.items()}, index=raw.index)
     types = frame["event_type"].astype("str").str.strip()
-    mapped = types.map(dict(ev.event_types))
+    mapped = types.map(dict(ev.event_types)).astype(object)
     unmapped = types.where(mapped.isna())
     readable = unmapped.map(_ascii_type, na_action="ignore")
     frame["event_type"] = mapped.fillna(readable).where(frame["event_type"].notna())
@@ -951,6 +1107,8 @@ def type_columns(config: SourceConfig, leads: pd.DataFrame, columns: Sequence[Co
             continue
         text = out[spec.name].astype("str").str.strip().where(out[spec.name].notna())
         kind = spec.type
+        if kind in ("auto", "category"):  # by content, before digits turn into numbers
+            _refuse_personal(text, spec, config, file)  # excluded ones stay in the interim too
         if kind == "auto":
             kind = _auto_type(text, options, spec, config, file)
         if kind == "number":
@@ -961,11 +1119,10 @@ def type_columns(config: SourceConfig, leads: pd.DataFrame, columns: Sequence[Co
             out[spec.name] = _dates(text, options, spec, config, file, notes)
         else:
             out[spec.name] = text.astype("str")
-            if spec.role != "exclude":
-                _refuse_personal(text, spec, config, file)
-                if text.notna().sum() >= 50 and text.dropna().is_unique:
-                    notes.append(f"{spec.column!r}: every value is different (an id or free "
-                                 "text?); consider role ignore")
+            if (spec.role != "exclude" and text.notna().sum() >= 50
+                    and text.dropna().is_unique):
+                notes.append(f"{spec.column!r}: every value is different (an id or free "
+                             "text?); consider role ignore")
         resolved.append(ColumnSpec(spec.column, spec.role, kind, spec.name, spec.reason,
                                    spec.safe))
     out.attrs = dict(leads.attrs)
@@ -1072,19 +1229,17 @@ def _dates(text: pd.Series, options: ReadOptions, spec: ColumnSpec, config: Sour
 
 
 def _refuse_personal(text: pd.Series, spec: ColumnSpec, config: SourceConfig, file: str) -> None:
-    sample = text.dropna().head(500)
-    if len(sample) < 5:
+    hit = personal_kind(text, str(spec.column))  # by content: emails, phones, person names
+    if hit is None:
         return
-    for what, pattern, field_ in (("email addresses", _EMAIL, "email"),
-                                  ("phone numbers", _PHONE, "phone")):
-        share = sample.str.match(pattern).mean()
-        if share >= 0.5 and (field_ != "phone" or sample.str.count(r"\d").mean() >= 7):
-            raise DataError(
-                f"{file}: column {spec.column!r} (role {spec.role}) holds {what} "
-                f"({share:.0%} of the values looked at). Personal data never becomes a "
-                f"feature: map it in `leads.map` ({field_}: {spec.column}) or set its role to "
-                f"ignore in {config.file}.",
-                file=file, column=spec.column)
+    what = {"email": "email addresses", "phone": "phone numbers", "name": "person names"}
+    field_ = hit.kind if hit.kind != "name" else "first_name / last_name"
+    raise DataError(
+        f"{file}: column {spec.column!r} (role {spec.role}) holds {what[hit.kind]} "
+        f"({hit.share:.0%} of the values looked at; e.g. {hit.example}). Personal data never "
+        f"becomes a feature: map it in `leads.map` ({field_}: {spec.column}) or set its role "
+        f"to ignore in {config.file}.",
+        file=file, column=spec.column, n_rows=int(text.notna().sum()), example=hit.example)
 
 
 # ----------------------------------------------------------------------------- report

@@ -135,7 +135,7 @@ def bands_report(bundle: ScoringBundle, predictions: pd.DataFrame, band_params: 
     test = predictions[predictions["split"] == "test"]
     for name, fitted in bundle.bands.items():
         tables = {
-            split: band_table(frame["p_lightgbm"], frame["label"], fitted)
+            split: band_table(frame["p_served"], frame["label"], fitted)
             for split, frame in (("calibration", cal), ("test", test))
         }
         bands = []
@@ -199,20 +199,23 @@ def run(
     for scorer, ci in intervals.items():
         for key, (low, high) in ci.items():
             metrics[scorer][f"{key}_ci_low"], metrics[scorer][f"{key}_ci_high"] = low, high
-    reliability = reliability_by_age(test)
+    reliability = reliability_by_age(test, "served")
     bands = bands_report(bundle, preds, params.bands)
     test_features = features.loc[predictions.index[predictions["split"] == "test"]]
     imp = importance(bundle, test_features)
     group_imp = imp.groupby("group")["mean_abs_contribution"].sum().sort_values(ascending=False)
-    cal = summary["calibration"]["lightgbm"]
+    cal = summary["calibration"]["served"]
     flat = {f"test.{s}.{k}": v for s, m in metrics.items() for k, v in m.items()}
-    flat["calibration.lightgbm.ece_before"] = cal["ece_before"]
-    flat["calibration.lightgbm.ece_after"] = cal["ece_after"]
+    flat["calibration.served.ece_before"] = cal["ece_before"]
+    flat["calibration.served.ece_after"] = cal["ece_after"]
     if "truth" in metrics:
-        flat["test.lightgbm.auc_share_of_truth"] = (
-            metrics["lightgbm"]["roc_auc"] / metrics["truth"]["roc_auc"]
-        )
+        for scorer in ("served", "lightgbm"):
+            flat[f"test.{scorer}.auc_share_of_truth"] = (
+                metrics[scorer]["roc_auc"] / metrics["truth"]["roc_auc"]
+            )
     notes = [summary["split"]["warning"]] if summary["split"].get("warning") else []
+    if summary.get("served"):
+        notes.insert(0, f"Served model: {bundle_name(summary)}. {summary['served']['why']}.")
     for name, b in bands["band_sets"].items():
         notes += [f"{name}: {m}" for m in b["notes"]]
     ctx = ReportContext(
@@ -243,7 +246,7 @@ def run(
         "flat": flat,
         "curves": curves,
         "bands": bands,
-        "reliability": {"scorer": "lightgbm", "split": "test", "by_age": reliability},
+        "reliability": {"scorer": "served", "split": "test", "by_age": reliability},
         "plots": plots,
         "html": render_report(ctx, plots),
         "importance": imp,
@@ -278,15 +281,15 @@ def from_params(params: Any) -> dict:
     reports = Path(params.paths.reports)
     nested: dict[str, Any] = {"test": result["metrics"]}
     nested["calibration"] = {
-        "lightgbm": {
-            "ece_before": result["flat"]["calibration.lightgbm.ece_before"],
-            "ece_after": result["flat"]["calibration.lightgbm.ece_after"],
+        "served": {
+            "ece_before": result["flat"]["calibration.served.ece_before"],
+            "ece_after": result["flat"]["calibration.served.ece_after"],
         }
     }
-    if "test.lightgbm.auc_share_of_truth" in result["flat"]:
-        nested["test"]["lightgbm"]["auc_share_of_truth"] = result["flat"][
-            "test.lightgbm.auc_share_of_truth"
-        ]
+    for scorer in ("served", "lightgbm"):
+        key = f"test.{scorer}.auc_share_of_truth"
+        if key in result["flat"]:
+            nested["test"][scorer]["auc_share_of_truth"] = result["flat"][key]
     write_json(reports / "metrics.json", nested)
     write_json(reports / "bands.json", result["bands"])
     write_json(reports / "reliability.json", result["reliability"])
@@ -326,8 +329,16 @@ def from_params(params: Any) -> dict:
         ml.log_text(result["html"], "model_report.html")
         ml.log_artifacts(str(plots_dir), "plots")
         ml.log_text(result["importance"].to_csv(index=False), "feature_importance.csv")
-    lg = result["metrics"].get("lightgbm", {})
+    lg = result["metrics"].get("served", {})
     shown = {"roc_auc": lg.get("roc_auc"), "log_loss": lg.get("log_loss"), "ece": lg.get("ece")}
     if "truth" in result["metrics"]:
         shown["truth_roc_auc"] = result["metrics"]["truth"]["roc_auc"]
-    return {"test.lightgbm": shown, "report": str(reports / "model_report.html")}
+    return {"served": bundle_name(read_json(mdir / "summary.json")), "test.served": shown,
+            "report": str(reports / "model_report.html")}
+
+
+def bundle_name(summary: dict) -> str:
+    """`lightgbm`, `logreg` or `blend (LightGBM weight w)`: what the bundle serves."""
+    served = summary.get("served", {})
+    name = served.get("served", "lightgbm")
+    return f"blend (LightGBM weight {served['weight']:g})" if name == "blend" else name

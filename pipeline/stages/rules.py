@@ -52,7 +52,6 @@ from pipeline.rules_config import dump_rules
 
 log = logging.getLogger(__name__)
 
-RULES_FILE = Path("rules.yaml")
 COMPARISON_FILE = "rules_comparison.csv"
 LEARNED_FILE = "rules.learned.yaml"
 PERFORMANCE_FILE = "rules_performance.json"
@@ -83,7 +82,9 @@ class RulesResult:
 def learn_settings(params: Any) -> LearnSettings:
     """`LearnSettings` from the `rules` params section (ConfigError on bad values)."""
     try:
-        return LearnSettings.from_params(getattr(params, "rules", None) or {})
+        section = {k: v for k, v in (getattr(params, "rules", None) or {}).items()
+                   if k != "file"}  # the rules file is read by the stage
+        return LearnSettings.from_params(section)
     except ModelError as err:
         raise ConfigError(f"params: {err}") from err
 
@@ -285,7 +286,7 @@ def log_to_mlflow(result: RulesResult, paths: Mapping[str, Path], run_id: str) -
 
 def from_params(params: Any) -> dict:
     """CLI entry (`leadprop rules`)."""
-    from pipeline.rules_config import load_ruleset
+    from pipeline.rules_config import load_applicable_ruleset, rules_file
     from pipeline.stages.features import feature_settings, read_interim
 
     settings = learn_settings(params)
@@ -295,9 +296,11 @@ def from_params(params: Any) -> dict:
                         (mdir / "predictions.parquet", "train"), (mdir / "bundle.joblib", "train")):
         if not path.exists():
             raise DataError(f"{path}: not found; run `leadprop {stage}` first", file=str(path))
-    if not RULES_FILE.exists():
-        raise ConfigError(f"{RULES_FILE}: not found; the rules stage compares the manual "
-                          "point rules in it with the data (see the shipped rules.yaml)")
+    path = rules_file(params)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; the rules stage compares the manual "
+                          "point rules in it with the data (see the shipped rules.yaml; "
+                          "`rules.file` in params names another file)")
     features = pd.read_parquet(feat_dir / "train.parquet")
     meta = read_json(feat_dir / "meta.json")
     predictions = pd.read_parquet(mdir / "predictions.parquet")
@@ -306,14 +309,15 @@ def from_params(params: Any) -> dict:
     if "created_at" not in leads.columns:
         return write_skipped(Path(params.paths.reports),
                              "lead-level data (no created_at): rules need lead ages, events")
-    try:
-        ruleset = load_ruleset(RULES_FILE, leads=leads, events=events, features=features,
-                               event_groups=fs.event_groups)
-    except ValueError as err:
-        if params.source != "synthetic":
-            return write_skipped(Path(params.paths.reports),
-                                 f"{RULES_FILE} does not fit source {params.source}: {err}")
-        raise ConfigError(f"rules: {err}") from err
+    ruleset, left_out = load_applicable_ruleset(path, leads=leads, events=events,
+                                                features=features, event_groups=fs.event_groups)
+    for message in left_out:
+        log.warning("rules: %s", message)
+    if not ruleset.rules:
+        return write_skipped(Path(params.paths.reports),
+                             f"none of the {len(left_out)} rules in {path} fits this data "
+                             f"({left_out[0] if left_out else 'empty'}); write rules for this "
+                             "export and name the file in `rules.file`")
     result = run(features, predictions, leads, events, ruleset, bundle, settings, params.bands,
                  params.calibration, groups=meta.get("groups"), feature_settings=fs)
     paths = write_outputs(result, Path(params.paths.reports))

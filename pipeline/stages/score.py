@@ -69,6 +69,7 @@ from pipeline.contract import (
     validate_leads,
 )
 from pipeline.errors import ConfigError, DataError
+from pipeline.io import read_json, write_json
 from pipeline.readers import ReadOptions, read_table
 
 log = logging.getLogger(__name__)
@@ -488,6 +489,44 @@ def reconcile(n_input: int, scored: int, not_open: int, rejected: int) -> None:
                            f"+ not open {not_open} + rejected {rejected}")
 
 
+ACCOUNTING_FILE = "accounting.json"
+
+
+def end_to_end(quality: Mapping[str, Any] | None, counts: Mapping[str, Any]) -> dict[str, Any]:
+    """From the export's raw lead rows to this batch: raw rows = duplicates dropped at ingest +
+    rejected at ingest + scored + not open (by reason) + rejected at scoring.
+
+    `quality` is ingest's `data_quality.json` (None when the batch did not come through
+    ingest, e.g. `--leads FILE`: then the batch's own input is the raw count). DataError when
+    the leads the batch read are not the ones ingest wrote (a torn or stale interim table).
+    """
+    leads = (quality or {}).get("leads") or {}
+    duplicates = int(leads.get("duplicates_dropped", 0) or 0)
+    rejected_ingest = int(leads.get("rows_rejected", 0) or 0)
+    clean = int(leads.get("rows_clean", counts["input"]))
+    if quality is not None and clean != counts["input"]:
+        raise DataError(
+            f"the interim leads hold {counts['input']:,} rows but ingest reported {clean:,} "
+            "clean leads (reports/data_quality.json): the interim tables and the report are "
+            "from different runs. Run `leadprop ingest` (or `dvc repro -f ingest`) again.")
+    out = {
+        "raw_rows": duplicates + rejected_ingest + int(counts["input"]),
+        "duplicates_dropped": duplicates,
+        "rejected_at_ingest": rejected_ingest,
+        "scored": int(counts["scored"]),
+        "not_open": int(counts["not_open"]),
+        "not_open_by_reason": dict(counts["not_open_by_reason"]),
+        "rejected_at_scoring": int(counts["rejected"]),
+        "source": "reports/data_quality.json + this batch" if quality is not None
+        else "this batch's input file",
+    }
+    parts = (out["duplicates_dropped"] + out["rejected_at_ingest"] + out["scored"]
+             + out["not_open"] + out["rejected_at_scoring"])
+    if parts != out["raw_rows"]:  # a bug, not bad data
+        raise RuntimeError(f"end-to-end lead counts do not reconcile: {out}")
+    return out
+
+
 def batch_summary(table: pd.DataFrame, not_open: pd.DataFrame, inputs: Inputs,
                   orders: Mapping[str, Sequence[str]], psi: Mapping[str, float]) -> dict[str, Any]:
     """Counts, band mix, movement, score distribution and drift of one batch (JSON-able)."""
@@ -703,12 +742,18 @@ def from_params(
             log.warning("drift: PSI above %.2f (a significant shift from the training data) "
                         "for %s; check the inputs before trusting this batch", drift.PSI_WARN,
                         ", ".join(f"{k} {psi[k]:.2f}" for k in summary["drift_warnings"]))
+        quality_file = Path(params.paths.reports) / "data_quality.json"
+        quality = read_json(quality_file) if leads is None and quality_file.is_file() else None
+        summary["end_to_end"] = end_to_end(quality, summary["counts"])
         append = (lambda: scoring_io.append_batch(engine, sql.table, final, batch_id)) \
             if engine is not None else None
         with batch_run(summary, chunk_size) as run_id:  # a failed write is a failed run
             scoring_io.write_batch_files(paths, final, inputs.rejects, inputs.rejects_events,
                                          then=append)
         summary["mlflow_run_id"] = run_id
+    if leads is None:
+        write_json(Path(params.paths.reports) / ACCOUNTING_FILE,
+                   {"batch_id": batch_id, "as_of": moment.isoformat(), **summary["end_to_end"]})
 
     c = summary["counts"]
     log.info("score: batch %s as of %s: %d scored, %d not open, %d rejected (of %d) -> %s",
@@ -768,6 +813,13 @@ def counts_table(summary: Mapping[str, Any]) -> Any:
     t.add_row("input = scored + not open + rejected", "[green]✓[/]" if ok else "[red]✗[/]")
     if c["events_rejected"]:
         t.add_row("events rejected", f"{c['events_rejected']:,}")
+    e2e = summary.get("end_to_end")
+    if e2e and e2e["source"] != "this batch's input file":
+        t.add_row("[bold]raw rows in the export[/]", f"{e2e['raw_rows']:,}")
+        t.add_row("  duplicates dropped at ingest", f"{e2e['duplicates_dropped']:,}")
+        t.add_row("  rejected at ingest", f"{e2e['rejected_at_ingest']:,}")
+        t.add_row("  scored + not open + rejected at scoring",
+                  f"{e2e['scored'] + e2e['not_open'] + e2e['rejected_at_scoring']:,}")
     for m, n in summary["movement"].items():
         t.add_row(f"movement: {m}", f"{n:,}")
     for name in summary["drift_warnings"]:

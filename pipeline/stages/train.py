@@ -26,42 +26,40 @@ from pipeline.io import read_json, write_json, write_parquet, write_with
 from pipeline.settings import flatten
 
 log = logging.getLogger(__name__)
-RULES_FILE = Path("rules.yaml")
 
 
 def rule_points(frame: pd.DataFrame, params: Any) -> tuple[pd.Series | None, dict]:
-    """Manual point totals per snapshot from rules.yaml (None when there is no rules file)."""
-    if not RULES_FILE.exists():
-        log.warning("no %s: the manual-rules baseline is skipped", RULES_FILE)
-        return None, {}
+    """Manual point totals per snapshot from the rules file (`rules.file`, default
+    rules.yaml); None, with the reason logged and recorded, when no rule applies."""
     from models.rules import score_rules
-    from pipeline.rules_config import load_ruleset
+    from pipeline.rules_config import load_applicable_ruleset, rules_file
     from pipeline.stages.features import feature_settings, read_interim
 
+    path = rules_file(params)
+    if not path.exists():
+        why = f"no rules file {path}: the manual-rules baseline is skipped"
+        log.warning(why)
+        return None, {"rules_file": str(path), "skipped": why}
     leads, events = read_interim(Path(params.paths.interim))
     if "created_at" not in leads.columns:  # lead-level export: rules need lead ages/events
-        log.warning("lead-level data (no created_at): the manual-rules baseline is skipped")
-        return None, {}
+        why = "lead-level data (no created_at): the manual-rules baseline is skipped"
+        log.warning(why)
+        return None, {"rules_file": str(path), "skipped": why}
     _, fs = feature_settings(params)
-    try:
-        ruleset = load_ruleset(
-            RULES_FILE, leads=leads, events=events, features=frame, event_groups=fs.event_groups
-        )
-    except ConfigError as err:
-        if params.source == "synthetic":
-            raise
-        log.warning(
-            "%s does not fit source %s, so the manual-rules baseline is skipped: %s",
-            RULES_FILE,
-            params.source,
-            err,
-        )
-        return None, {}
+    ruleset, left_out = load_applicable_ruleset(
+        path, leads=leads, events=events, features=frame, event_groups=fs.event_groups
+    )
+    for message in left_out:
+        log.warning("rules: %s", message)
+    info = {"rules_file": str(path), "n_rules": len(ruleset.rules), "left_out": left_out}
+    if not ruleset.rules:
+        why = (f"none of the {len(left_out)} rules in {path} fits this data, so the "
+               "manual-rules baseline is skipped; write rules for this export and name the file "
+               "in `rules.file` (or the source configuration's `params: {rules: {file: ...}}`)")
+        log.warning(why)
+        return None, {**info, "skipped": why}
     points = score_rules(frame[["lead_id", "as_of"]], leads, events, frame, ruleset)
-    return points["total"].set_axis(frame.index), {
-        "rules_file": str(RULES_FILE),
-        "n_rules": len(ruleset.rules),
-    }
+    return points["total"].set_axis(frame.index), info
 
 
 def scoring_reference(result: Any, params: Any) -> dict | None:
@@ -86,7 +84,7 @@ def scoring_reference(result: Any, params: Any) -> dict | None:
     )
     ref = drift_reference(
         X,
-        bundle.calibrator.predict(bundle.model.predict_proba(X)[:, 1]),
+        bundle.calibrator.predict(bundle.raw_proba(X)),
         top_features(bundle.features, bundle.model.booster_.feature_importance("gain"), 10),
     )
     return {**ref, "as_of": as_of.isoformat(), "population": "open leads at the test-period start"}

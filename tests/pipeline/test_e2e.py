@@ -107,6 +107,14 @@ def test_scored_table_covers_every_open_lead(project: tuple[Path, dict]) -> None
     assert scored["score"].between(1, 99).all()
     assert scored["propensity"].is_monotonic_decreasing
     assert (scored["reasons"].str.len() > 0).mean() > 0.9
+    # every raw row of the export is accounted for, from leads.csv to the scored table
+    raw_rows = len(pd.read_csv(work / "data" / "raw" / "leads.csv"))
+    accounting = json.loads((work / "reports" / "accounting.json").read_text())
+    assert accounting["raw_rows"] == raw_rows
+    assert accounting["scored"] == len(scored)
+    assert raw_rows == (accounting["duplicates_dropped"] + accounting["rejected_at_ingest"]
+                        + accounting["scored"] + accounting["not_open"]
+                        + accounting["rejected_at_scoring"])
 
 
 def test_mlflow_has_the_training_run_and_the_champion(project: tuple[Path, dict]) -> None:

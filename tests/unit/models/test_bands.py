@@ -110,8 +110,39 @@ def test_capacity_policy_mixed_with_conversion():
     assert sql.expected_per_week == pytest.approx(150)
     mql = fitted.bands[1]  # smallest cutoff below 0.86 whose band converts >= 30 %
     assert mql.rate >= 0.3 and mql.feasible
-    with pytest.raises(SettingsError, match="pass `leads_per_week`"):
-        fit_bands(P100, Y100, lifecycle(150))
+
+
+# Conversion 1 in 3 below p = 0.8, every lead from 0.8 up.
+Y_TOP = np.where(P100 >= 0.8, 1, Y100)
+
+
+def test_capacity_without_inflow_falls_back_to_min_conversion_and_says_why():
+    fitted = fit_bands(P100, Y_TOP, lifecycle(150))  # no leads_per_week: no creation dates
+    sql = fitted.bands[2]
+    # Fallback target = 2 x MQL's 0.3 = 0.6. p >= 0.46 holds 55 leads: 21 from 0.80 (all
+    # convert) + 34 in 0.46..0.79 (12 convert) = 33 / 55 = 0.6; p >= 0.47 gives 32 / 54 < 0.6.
+    assert sql.target_kind == "min_conversion" and sql.target == pytest.approx(0.6)
+    assert sql.feasible and (sql.n, sql.conversions) == (55, 33) and fitted.cutoffs[1] == 0.46
+    assert sql.fallback is not None
+    assert "capacity_per_week 150 needs the lead inflow per week" in sql.fallback
+    assert "min_conversion 0.6 instead (twice the highest min_conversion below it)" in sql.fallback
+    assert sql.fallback in fitted.messages
+    assert fitted.to_dict()["bands"][2]["fallback"] == sql.fallback
+    assert FittedBands.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
+    with_inflow = fit_bands(P100, Y_TOP, lifecycle(150), leads_per_week=1000)
+    assert with_inflow.bands[2].fallback is None and with_inflow.bands[2].n == 15
+
+
+def test_capacity_fallback_uses_the_configured_target():
+    bs = lifecycle(150)
+    sql = BandSpec("SQL", "capacity_per_week", 150, fallback_min_conversion=0.9)
+    bs = BandSet("lifecycle", "capacity", (bs.bands[0], bs.bands[1], sql), min_band_size=5)
+    fitted = fit_bands(P100, Y_TOP, bs)
+    assert fitted.bands[2].target == pytest.approx(0.9)
+    assert "its fallback_min_conversion" in fitted.bands[2].fallback
+    with pytest.raises(SettingsError, match="only applies to a capacity_per_week band"):
+        BandSet("x", "conversion", (BandSpec("a"), BandSpec("b", "min_conversion", 0.2,
+                                                             fallback_min_conversion=0.5)))
 
 
 def test_capacity_above_inflow_is_flagged():

@@ -158,3 +158,17 @@ def test_top_reasons_phrase_every_value_as_describe_does(feature: str) -> None:
     assert out == [f"+ {e}" if e else "" for e in expected]
     missing = top_reasons(np.ones((2, 1)), pd.DataFrame({feature: [math.nan] * 2}), [feature])
     assert missing == [f"+ {describe(feature, None)}" if describe(feature, None) else ""] * 2
+
+
+@pytest.mark.parametrize("contrib", [
+    np.full((4, 3), 0.01),  # a weak model: nothing clears min_abs
+    np.zeros((4, 0)),  # a model that splits on nothing
+    np.array([[0.3], [-0.2], [0.0], [0.04]]),  # one feature, fewer than n_for + n_against
+])
+def test_weak_models_give_few_or_no_reasons_and_never_crash(contrib: np.ndarray) -> None:
+    names = [f"evt_site_visit_{i}d" for i in (7, 30, 90)][: contrib.shape[1]]
+    values = pd.DataFrame({n: np.ones(contrib.shape[0]) for n in names})
+    out = top_reasons(contrib, values, names)
+    assert len(out) == contrib.shape[0]
+    expected = [bool((np.abs(row) >= 0.05).any()) for row in contrib]
+    assert [bool(r) for r in out] == expected

@@ -100,7 +100,9 @@ def test_train_all_fits_calibrates_and_bands_every_scorer() -> None:
     assert set(bundle.bands) == {"temperature", "lifecycle"}
     out = bundle.predict_frame(frame.head(50))
     assert list(out.columns) == ["propensity", "score", "temperature", "lifecycle_stage"]
-    assert np.allclose(out["propensity"], pred["p_lightgbm"].head(50))
+    assert np.allclose(out["propensity"], pred["p_served"].head(50))
+    if bundle.scorer_name == "lightgbm":
+        assert np.allclose(pred["p_served"], pred["p_lightgbm"])
     # the pyfunc path: strings for categories, floats for numbers, same answer
     again = bundle.predict_frame(model_input(frame.head(50), bundle.features))
     assert np.allclose(again["propensity"], out["propensity"])
@@ -171,7 +173,7 @@ def test_promotion_rule(challenger: dict, champion: dict | None, promote: bool) 
 
 def test_path_contributions_add_up_to_the_raw_score_and_agree_with_treeshap_in_sign() -> None:
     frame = make_frame(2000, seed=5)
-    bundle = train_all(frame, ["intent", "noise", "tier"], *settings(), 90).bundle
+    bundle = train_all(frame, ["intent", "noise", "tier"], *settings(serve="lightgbm"), 90).bundle
     X = bundle.matrix(frame.head(300))
     contrib = bundle.contributions(frame.head(300))
     raw = bundle.model.predict_proba(X, raw_score=True)
@@ -227,3 +229,44 @@ def test_the_served_lightgbm_is_refitted_on_every_training_row() -> None:
     # the early-stopped count, scaled to all training rows, and every one of them fitted
     assert lgbm["n_trees"] == refit_rounds(lgbm["best_iteration"], n_fit, n_train)
     assert result.bundle.model.booster_.num_trees() == lgbm["n_trees"] > lgbm["best_iteration"]
+
+
+@pytest.mark.parametrize("serve", ["blend", "logreg"])
+def test_a_served_blend_scores_and_explains_in_one_sum(serve: str) -> None:
+    """The blend (or the logistic regression alone) is what the bundle serves: its
+    propensity is the calibrated blended probability, and each lead's contributions plus
+    the bias add up to the blended log-odds, so the reasons explain the served score."""
+    frame = make_frame(2000, seed=6)
+    result = train_all(frame, ["intent", "noise", "tier"], *settings(serve=serve), 90)
+    bundle = result.bundle
+    assert bundle.scorer_name == serve and result.summary["served"]["served"] == serve
+    assert (bundle.blend_weight == 0.0) == (serve == "logreg")
+    rows = frame.head(200)
+    scored = bundle.score_frame(rows)
+    assert np.allclose(scored["propensity"], result.predictions["p_served"].head(200))
+    assert np.allclose(scored["propensity"], bundle.propensity(rows))
+    contrib = bundle.contributions(rows)
+    raw = np.log(bundle.raw_proba(rows) / (1 - bundle.raw_proba(rows)))
+    assert np.allclose(contrib.sum(axis=1).to_numpy(), raw, atol=1e-9)
+    # intent drives conversion: it is the top reason of the most likely leads
+    top = scored["propensity"].nlargest(20).index
+    assert all(r.startswith("+ intent") for r in scored.loc[top, "reasons"])
+
+
+def test_the_served_candidate_is_chosen_on_validation_log_loss() -> None:
+    from models.training import choose_blend
+
+    rng = np.random.default_rng(0)
+    z_true = rng.normal(-2, 1.5, 5000)
+    y = (rng.uniform(size=z_true.size) < 1 / (1 + np.exp(-z_true))).astype(int)
+    noise = rng.normal(0, 1.0, z_true.size)
+    # two noisy views of the truth with independent errors: their average is best
+    blend = choose_blend(y, z_true + noise, z_true - noise)
+    assert blend["served"] == "blend" and blend["weight"] == 0.5
+    assert blend["validation_log_loss"]["blend"] < min(blend["validation_log_loss"]["lightgbm"],
+                                                       blend["validation_log_loss"]["logreg"])
+    trees = choose_blend(y, z_true, z_true + 2 * noise)
+    assert trees["served"] == "lightgbm" and trees["weight"] == 1.0
+    assert "lowest log-loss on the validation leads" in trees["why"]
+    forced = choose_blend(y, z_true, z_true + 2 * noise, serve="logreg")
+    assert forced["served"] == "logreg" and "`train.serve`" in forced["why"]

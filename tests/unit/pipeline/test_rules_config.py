@@ -226,3 +226,25 @@ def test_rules_yaml_to_learned_yaml_and_back(tmp_path):
     for rule, learned in zip(loaded.rules, lp.points, strict=True):
         if np.isfinite(learned):
             assert rule.points == round(learned)
+
+
+def test_rules_an_export_cannot_score_are_left_out_with_the_line(tmp_path: Path) -> None:
+    from pipeline.rules_config import load_applicable_ruleset
+
+    path = tmp_path / "rules.yaml"
+    path.write_text(
+        "rules:\n"
+        "  - {name: site visit, event: site_visit, points: 1}\n"
+        "  - {name: big company, field: employees, range: [200, null], points: 10}\n"
+        "  - {name: webinar, event: webinar_attended, points: 5}\n", encoding="utf-8")
+    events = pd.DataFrame({"lead_id": ["a"], "timestamp": pd.to_datetime(["2025-01-01"]),
+                           "event_type": ["site_visit"]})
+    leads = contract_leads().drop(columns=["budget"])
+    ruleset, left_out = load_applicable_ruleset(path, leads=leads, events=events)
+    assert ruleset.names == ["site visit"]
+    assert len(left_out) == 2
+    assert left_out[0].startswith(f"{path}:3: rule 'big company' names field 'employees'")
+    assert left_out[1].startswith(f"{path}:4: rule 'webinar' names event type")
+    assert all(m.endswith("the rule is left out") for m in left_out)
+    with pytest.raises(ConfigError):  # a file that fits stays strict with load_ruleset
+        load_ruleset(path, leads=leads, events=events)

@@ -38,14 +38,15 @@ BASE: dict[str, Any] = {
         "roles": {"Визиты": {"role": "exclude", "reason": "as of the export"},
                   "Чек": {"role": "fit", "type": "number"}},
     },
-    "outcome": {"column": "Статус", "positive": ["Успешно"], "negative": ["Отказ", "В работе"]},
+    "outcome": {"column": "Статус", "positive": ["Успешно"], "negative": ["Отказ", "В работе"],
+                "date": "Закрыт"},
 }
-HEADER = "ID;Создан;Источник;Статус;Визиты;Чек"
+HEADER = "ID;Создан;Источник;Статус;Визиты;Чек;Закрыт"
 ROWS = [
-    "1;01.02.2024;Директ;Успешно;5;12 345,50",
-    "2;02.02.2024;Сайт;Отказ;1;100,25",
-    "3;03.02.2024;Директ;В работе;-;7,5",
-    "4;04.02.2024;Сайт;Отказ;2;-",
+    "1;01.02.2024;Директ;Успешно;5;12 345,50;20.02.2024",
+    "2;02.02.2024;Сайт;Отказ;1;100,25;-",
+    "3;03.02.2024;Директ;В работе;-;7,5;-",
+    "4;04.02.2024;Сайт;Отказ;2;-;-",
 ]
 
 
@@ -135,7 +136,8 @@ def test_misspelled_keys_and_values_name_close_matches(changes: dict, expected: 
         ({"outcome.positive": [True]}, "quote the value, e.g. 'Yes'"),
         ({"outcome.negative": ["Успешно"]}, "in both `outcome.positive` and `outcome.negative`"),
         ({"outcome.lost": ["Другое"]}, "`outcome.lost` must be a subset"),
-        ({"outcome.lost": ["Отказ"]}, "`outcome.lost` dates lost leads with `outcome.date`"),
+        ({"outcome.lost": ["Отказ"], "outcome.date": None},
+         "`outcome.lost` dates lost leads with `outcome.date`"),
         ({"outcome.column": None}, "`outcome` needs `column:`"),
         ({"outcome": {"event": "won"}}, "needs an `events:` section"),
         ({"leads.read.delimiter": ";;"}, "`leads.read.delimiter` must be one character"),
@@ -161,9 +163,10 @@ def test_lead_level_refuses_events_for_features_and_dates() -> None:
     events = {"path": "e.csv", "map": {"lead_id": "a", "timestamp": "b", "event_type": "c"}}
     with pytest.raises(ConfigError, match="an events file needs `created_at`"):
         parse_source(config(**no_time, events=events))
-    with pytest.raises(ConfigError, match="no moment to measure it from"):
-        parse_source(config(**no_time, **{"leads.roles.Визиты": {"role": "fit",
-                                                                 "type": "date"}}))
+    # a date in a lead-level export is allowed: it becomes "days before exported_at"
+    dated = parse_source(config(**no_time, **{"leads.roles.Визиты": {"role": "fit",
+                                                                     "type": "date"}}))
+    assert dated.role_of("Визиты").type == "date" and not dated.time_aware
     # ... but the activity log may give the outcome
     ok = parse_source(config(**no_time, events=events, outcome={"event": "won"}))
     assert ok.outcome.event == "won" and not ok.time_aware
@@ -233,8 +236,8 @@ def test_map_export_renames_onto_the_contract() -> None:
     cfg = parse_source(config())
     mapped = map_export(cfg, Export(raw()))
     leads = mapped.leads
-    assert list(leads.columns) == ["lead_id", "created_at", "source", "converted", "vizity",
-                                   "chek"]
+    assert list(leads.columns) == ["lead_id", "created_at", "source", "converted",
+                                   "converted_at", "vizity", "chek"]
     assert leads["converted"].tolist() == ["1", "0", "0", "0"]
     assert mapped.outcome_counts == {"positive": 1, "negative": 3, "missing": 0}
     assert not mapped.lead_level and mapped.ignored == ()
@@ -277,8 +280,8 @@ def test_a_header_read_with_the_wrong_encoding_says_which_one() -> None:
 
 
 def test_outcome_values_outside_the_lists_are_named_with_counts() -> None:
-    rows = [*ROWS, "5;05.02.2024;Сайт;Переговоры;1;1", "6;06.02.2024;Сайт;Переговоры;1;1",
-            "7;07.02.2024;Сайт;Думает;1;1"]
+    rows = [*ROWS, "5;05.02.2024;Сайт;Переговоры;1;1;-", "6;06.02.2024;Сайт;Переговоры;1;1;-",
+            "7;07.02.2024;Сайт;Думает;1;1;-"]
     with pytest.raises(DataError) as err:
         map_export(parse_source(config()), Export(raw(rows=rows)))
     message = str(err.value)
@@ -294,7 +297,7 @@ def test_outcome_values_compare_case_and_space_insensitively() -> None:
 
 
 def test_an_empty_outcome_stops_unless_configured() -> None:
-    rows = [*ROWS, "5;05.02.2024;Сайт;;1;1"]
+    rows = [*ROWS, "5;05.02.2024;Сайт;;1;1;-"]
     with pytest.raises(DataError, match=r"empty in 1 row\(s\) \(e\.g\. row 6\)"):
         map_export(parse_source(config()), Export(raw(rows=rows)))
     negative = map_export(parse_source(config(**{"outcome.missing": "negative"})),
@@ -313,11 +316,10 @@ def test_no_positive_at_all_is_an_error() -> None:
 
 
 def test_outcome_dates_give_converted_at_and_lost_at() -> None:
-    header = HEADER + ";Закрыт"
-    rows = [r + d for r, d in zip(ROWS, [";10.02.2024", ";11.02.2024", ";", ";12.02.2024"],
-                                  strict=True)]
+    rows = [r.rsplit(";", 1)[0] + d
+            for r, d in zip(ROWS, [";10.02.2024", ";11.02.2024", ";", ";12.02.2024"], strict=True)]
     cfg = parse_source(config(**{"outcome.date": "Закрыт", "outcome.lost": ["Отказ"]}))
-    leads = map_export(cfg, Export(raw(header, rows))).leads
+    leads = map_export(cfg, Export(raw(HEADER, rows))).leads
     assert leads["converted_at"].iloc[0] == "10.02.2024"
     assert leads["converted_at"].iloc[1:].isna().all()
     assert leads["lost_at"].fillna("").tolist() == ["", "11.02.2024", "", "12.02.2024"]
@@ -469,3 +471,103 @@ def test_a_lead_level_export_has_no_created_at_and_an_export_moment(
     assert leads.attrs["exported_at"] == "2024-03-01T00:00:00"
     rejects = pd.read_csv(tmp_path / "interim" / "rejects_leads.csv")
     assert "created_at" not in rejects.columns
+
+
+# ------------------------------------------------------------- an event log only
+
+EVENT_LOG = {
+    "name": "app events",
+    "events": {
+        "path": "events.csv",
+        "read": {"delimiter": ","},
+        "map": {"lead_id": "user_id", "timestamp": "ts", "event_type": "event"},
+        "lead_map": {"country": "country"},
+        "lead_columns": {"platform": "fit", "app_version": "fit"},
+    },
+    "outcome": {"event": "purchase"},
+}
+LOG_ROWS = [
+    "user_id,ts,event,country,platform,app_version",
+    "u1,2024-03-02 10:00:00,open,DE,ios,1.0",
+    "u1,2024-03-01 09:00:00,install,DE,ios,1.0",      # u1's first event: out of file order
+    "u1,2024-03-05 12:00:00,purchase,DE,ios,1.1",     # app_version changes within u1
+    "u2,2024-03-03 08:00:00,install,,android,2.0",
+    "u2,2024-03-04 08:00:00,open,FR,android,2.0",     # country filled in later: still constant
+    "u3,2024-03-06 07:00:00,install,US,web,2.0",
+    ",2024-03-06 07:30:00,open,US,web,2.0",           # no user: rejected by events validation
+]
+
+
+def test_event_log_config_derives_the_leads_contract() -> None:
+    cfg = parse_source(EVENT_LOG)
+    assert cfg.leads_from_events and cfg.time_aware
+    assert dict(cfg.leads.map) == {"lead_id": "user_id", "created_at": "ts",
+                                   "country": "country"}
+    assert [(s.column, s.role) for s in cfg.leads.roles] == [("platform", "fit"),
+                                                              ("app_version", "fit")]
+    with pytest.raises(ConfigError, match="set `outcome: {event: <the purchase event type>}`"):
+        parse_source({**EVENT_LOG, "outcome": {"column": "x", "positive": ["1"],
+                                               "negative": ["0"]}})
+    with pytest.raises(ConfigError, match="cannot also be a per-lead column"):
+        parse_source({**EVENT_LOG, "events": {**EVENT_LOG["events"],
+                                              "lead_columns": {"event": "fit"}}})
+    with pytest.raises(ConfigError, match="`events.lead_map` derives the leads"):
+        parse_source(config(events={**EVENT_LOG["events"], "path": "e.csv"}))
+
+
+def test_event_log_only_export_ingests_leads_from_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "events.csv").write_text("\n".join(LOG_ROWS) + "\n", encoding="utf-8")
+    cfg = in_tmp(tmp_path, monkeypatch, EVENT_LOG)
+    export = read_export(cfg)
+    assert export.varying == ("app_version",)
+    assert any("'app_version' changes within 1 of 3 leads (e.g. lead u1" in n
+               for n in export.notes)
+    counts = run_source(cfg, tmp_path / "interim", tmp_path / "reports", now="2026-01-01")
+    assert counts["leads"]["rows_clean"] == 3 and counts["events"]["rows_rejected"] == 1
+    leads = pd.read_parquet(tmp_path / "interim" / "leads.parquet").set_index("lead_id")
+    assert leads.loc["u1", "created_at"] == pd.Timestamp("2024-03-01 09:00:00")
+    assert leads.loc["u2", "created_at"] == pd.Timestamp("2024-03-03 08:00:00")
+    assert leads["country"].to_dict() == {"u1": "DE", "u2": "FR", "u3": "US"}
+    assert leads["platform"].to_dict() == {"u1": "ios", "u2": "android", "u3": "web"}
+    assert "app_version" not in leads.columns
+    assert leads["converted"].to_dict() == {"u1": 1, "u2": 0, "u3": 0}
+    assert leads.loc["u1", "converted_at"] == pd.Timestamp("2024-03-05 12:00:00")
+    events = pd.read_parquet(tmp_path / "interim" / "events.parquet")
+    assert len(events) == 6 and set(events["lead_id"]) == {"u1", "u2", "u3"}
+
+
+# ---------------------------------------------- dates: lead-level and the conversion date
+
+
+def test_positives_without_any_conversion_date_stop_at_ingest() -> None:
+    cfg = parse_source(config(**{"outcome.date": None}))  # time-aware, no conversion date
+    with pytest.raises(DataError) as err:
+        map_export(cfg, Export(raw()))
+    message = str(err.value)
+    assert "none of the 1 converted leads (e.g. lead 1) has a conversion date" in message
+    assert "`outcome.date: <column>`" in message
+    assert "remove `created_at` from `leads.map`" in message
+    assert "`leads.roles.Создан: {role: fit, type: date}`" in message
+    assert err.value.column == "Создан" and err.value.n_rows == 1
+    # one dated positive is enough: the guard is about "no date at all"
+    assert map_export(parse_source(config()), Export(raw())).leads["converted"].tolist()[0] == "1"
+
+
+def test_a_date_in_a_lead_level_export_becomes_days_before_the_export(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from features.build import build_features
+    from features.settings import FeatureSettings
+
+    write_csv(tmp_path / "leads.csv")
+    cfg = in_tmp(tmp_path, monkeypatch, config(**{
+        "leads.map": {"lead_id": "ID"}, "outcome.date": None, "exported_at": "2024-03-01",
+        "leads.roles.Создан": {"role": "fit", "type": "date", "name": "signed_up"}}))
+    run_source(cfg, tmp_path / "interim", tmp_path / "reports", now="2026-01-01")
+    leads = pd.read_parquet(tmp_path / "interim" / "leads.parquet")
+    assert "created_at" not in leads.columns
+    assert leads["signed_up"].dtype.kind == "M"  # the interim column stays a datetime
+    spine = pd.DataFrame({"lead_id": leads["lead_id"], "as_of": pd.NaT})
+    frame = build_features(spine, leads, None, FeatureSettings())
+    # 2024-03-01 minus 01.02 / 02.02 / 03.02 / 04.02.2024
+    assert frame["extra_signed_up_days"].tolist() == [29.0, 28.0, 27.0, 26.0]

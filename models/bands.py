@@ -31,6 +31,13 @@ band above it, leaving at least one distinct value for every lower band:
 
 Share and capacity bands are marked infeasible when the target is outside what the data
 can give (more leads than remain, or fewer than the ties at the top allow).
+
+Promises are read conservatively (`promise: lower_bound`, the default): a `min_conversion`
+band's Wilson 95 % lower bound on the calibration split must clear the target, so the promise
+still holds on a later batch at the interval's low end; `promise: point` uses the observed
+rate. Cutoffs are chosen on the score grid, `S / 100` for a whole score S, so a lead is in
+a band exactly when its 1-99 score (whole percent, rounded down) is at least the band's
+`min_score`.
 """
 
 from __future__ import annotations
@@ -55,6 +62,7 @@ __all__ = [
     "estimate_leads_per_week",
     "fit_bands",
     "score_1_99",
+    "wilson_low",
 ]
 
 FORMAT_VERSION = 1
@@ -240,23 +248,34 @@ def fit_bands(
     total = p.size
     min_size = band_set.min_band_size
 
+    # Cutoffs lie on the score grid: a band starts at S / 100 for a whole score S, so it holds
+    # exactly the leads scored S or more. grid_score[i]: the S whose band starts at values[i].
+    grid_score: dict[int, int] = {}
+    for score in range(2, 100):  # the largest S whose band starts at values[i] wins
+        grid_score[int(np.searchsorted(values, score / 100 - 1e-12, side="left"))] = score
+    grid_score.pop(values.size, None)
+    grid = np.array(sorted(grid_score), dtype=np.int64)
+
     cut_idx: dict[int, int] = {}
     info: dict[int, tuple[bool, str | None]] = {}
     upper = values.size
     for k in range(k_bands - 1, 0, -1):
         spec = band_set.bands[k]
-        cand = np.arange(k, upper)  # leave >= 1 distinct value for each lower band
+        cand = grid[(grid >= k) & (grid < upper)]  # leave >= 1 value for each lower band
         if cand.size == 0:
             raise InsufficientDataError(
                 f"`bands.{name}`: no room for a cutoff of band `{spec.name}` below the band "
-                f"above it ({values.size} distinct probabilities)"
+                f"above it ({values.size} distinct probabilities, on the whole-percent grid)"
             )
         n_band = n_ge[cand] - n_ge[upper]
         pos_band = pos_ge[cand] - pos_ge[upper]
         feasible, message = True, None
         if spec.target_kind == "min_conversion":
             target = float(spec.target)  # type: ignore[arg-type]
-            ok = (n_band >= min_size) & (pos_band >= target * n_band - 1e-9)
+            if band_set.promise == "lower_bound":
+                ok = (n_band >= min_size) & (wilson_low(pos_band, n_band) >= target - 1e-12)
+            else:
+                ok = (n_band >= min_size) & (pos_band >= target * n_band - 1e-9)
             if band_set.conversion_rule == "marginal":
                 ok &= values[cand] >= target
             if ok.any():
@@ -312,7 +331,7 @@ def fit_bands(
         fitted.append(
             FittedBand(
                 name=spec.name,
-                min_propensity=0.0 if k == 0 else float(values[s]),
+                min_propensity=0.0 if k == 0 else grid_score[s] / 100,
                 target_kind=spec.target_kind,
                 target=None if spec.target is None else float(spec.target),
                 feasible=feasible,
@@ -334,6 +353,19 @@ def fit_bands(
         leads_per_week=None if leads_per_week is None else float(leads_per_week),
         conversion_rule=band_set.conversion_rule,
     )
+
+
+def wilson_low(successes: np.ndarray, n: np.ndarray, z: float = 1.96) -> np.ndarray:
+    """Vectorised lower end of the Wilson score interval (0 where n == 0)."""
+    k = np.asarray(successes, dtype=float)
+    m = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phat = k / m
+        denom = 1 + z * z / m
+        centre = (phat + z * z / (2 * m)) / denom
+        half = z * np.sqrt(phat * (1 - phat) / m + z * z / (4 * m * m)) / denom
+        low = np.maximum(0.0, centre - half)
+    return np.where(m > 0, low, 0.0)
 
 
 def _capacity_fallback(band_set: BandSet, base_rate: float) -> tuple[BandSet, dict[int, str]]:
@@ -438,11 +470,9 @@ def band_table(p: ArrayLike, y: ArrayLike | None, fitted: FittedBands) -> list[d
 
 
 def score_1_99(p: ArrayLike) -> np.ndarray:
-    """The 1-99 score: roughly the chance in 100 that the lead converts within the horizon.
-
-    score = round(100 * p), halves rounded up, clipped to [1, 99]: a lead scored 20 converts
-    about 20 times in 100. It is the calibrated probability in whole percent; the clip says
-    no lead is ever certain either way.
+    """The 1-99 score: the calibrated probability in whole percent, rounded down and clipped
+    to [1, 99]: a lead scored 20 converts 20 to 21 times in 100, and a band whose cutoff is
+    S / 100 holds exactly the leads scored S or more. No lead is ever certain either way.
     """
     arr = _check_p(p)
-    return np.clip(np.floor(100 * arr + 0.5 + 1e-9), 1, 99).astype(int)
+    return np.clip(np.floor(100 * arr + 1e-9), 1, 99).astype(int)

@@ -373,9 +373,15 @@ class BandSet:
     scoring_cadence_days: float = 7.0
     min_band_size: int = 30
     conversion_rule: ConversionRule = "band"
+    # lower_bound: a min_conversion promise holds when the Wilson 95 % lower bound of the
+    # band's calibration conversion clears it; point: when the observed rate does
+    promise: str = "lower_bound"
 
     def __post_init__(self) -> None:
         p = f"bands.{self.name}"
+        if self.promise not in ("lower_bound", "point"):
+            raise SettingsError(
+                f"`{p}.promise` must be 'lower_bound' or 'point'; got {self.promise!r}")
         if self.conversion_rule not in ("band", "marginal"):
             raise SettingsError(
                 f"`{p}.conversion_rule` must be 'band' or 'marginal'; got {self.conversion_rule!r}"
@@ -459,7 +465,8 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
     p = f"bands.{name}"
     m = _mapping(p, mapping)
     _check_keys(
-        p, m, {"bands"}, {"policy", "scoring_cadence_days", "min_band_size", "conversion_rule"}
+        p, m, {"bands"},
+        {"policy", "scoring_cadence_days", "min_band_size", "conversion_rule", "promise"},
     )
     policy = m.get("policy", "conversion")
     if policy not in BAND_TARGET_KEYS:
@@ -502,6 +509,7 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
         scoring_cadence_days=cadence,
         min_band_size=min_size,
         conversion_rule=m.get("conversion_rule", "band"),
+        promise=m.get("promise", "lower_bound"),
     )
 
 

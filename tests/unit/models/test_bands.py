@@ -36,6 +36,7 @@ def temperature(warm: float = 0.4, hot: float = 0.8, min_size: int = 4, rule: st
         ),
         min_band_size=min_size,
         conversion_rule=rule,
+        promise="point",  # these goldens pin the point rule's arithmetic
     )
 
 
@@ -100,6 +101,7 @@ def lifecycle(capacity: float) -> BandSet:
             BandSpec("SQL", "capacity_per_week", capacity),
         ),
         min_band_size=5,
+        promise="point",  # pins the point rule's arithmetic
     )
 
 
@@ -136,7 +138,8 @@ def test_capacity_without_inflow_falls_back_to_min_conversion_and_says_why():
 def test_capacity_fallback_uses_the_configured_target():
     bs = lifecycle(150)
     sql = BandSpec("SQL", "capacity_per_week", 150, fallback_min_conversion=0.9)
-    bs = BandSet("lifecycle", "capacity", (bs.bands[0], bs.bands[1], sql), min_band_size=5)
+    bs = BandSet("lifecycle", "capacity", (bs.bands[0], bs.bands[1], sql), min_band_size=5,
+                 promise="point")
     fitted = fit_bands(P100, Y_TOP, bs)
     assert fitted.bands[2].target == pytest.approx(0.9)
     assert "its fallback_min_conversion" in fitted.bands[2].fallback
@@ -204,7 +207,7 @@ def test_band_table_golden():
 
 def test_score_1_99():
     p = [0.0, 0.004, 0.005, 0.125, 0.2, 0.5, 0.994, 0.995, 1.0]
-    assert score_1_99(p).tolist() == [1, 1, 1, 13, 20, 50, 99, 99, 99]
+    assert score_1_99(p).tolist() == [1, 1, 1, 12, 20, 50, 99, 99, 99]
     with pytest.raises(ValueError, match="finite"):
         score_1_99([np.nan])
 
@@ -214,3 +217,32 @@ def test_estimate_leads_per_week():
     assert estimate_leads_per_week(created) == pytest.approx(70.0)
     ids = np.arange(140).repeat(2)  # two snapshots per lead
     assert estimate_leads_per_week(created.repeat(2), ids) == pytest.approx(70.0)
+
+
+def test_the_lower_bound_promise_is_stricter_and_clears_its_target():
+    rng = np.random.default_rng(0)
+    p = rng.beta(1, 6, 20000)
+    y = (rng.uniform(size=p.size) < p).astype(int)
+    spec = dict(name="t", policy="conversion", min_band_size=30,
+                bands=(BandSpec("cold"), BandSpec("hot", "min_conversion", 0.5)))
+    point = fit_bands(p, y, BandSet(**spec, promise="point"))
+    lower = fit_bands(p, y, BandSet(**spec))
+    assert lower.cutoffs[0] > point.cutoffs[0]
+    hot = lower.bands[1]
+    from models.metrics import wilson_interval
+    assert wilson_interval(hot.conversions, hot.n)[0] >= 0.5
+    assert wilson_interval(point.bands[1].conversions, point.bands[1].n)[0] < 0.5
+
+
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=200))
+def test_score_and_band_never_disagree(ps):
+    """A lead is in a band exactly when its 1-99 score reaches the band's min score."""
+    rng = np.random.default_rng(1)
+    p_cal = rng.uniform(0, 1, 400)
+    y_cal = (rng.uniform(size=p_cal.size) < p_cal).astype(int)
+    fitted = fit_bands(p_cal, y_cal, temperature(warm=0.3, hot=0.7, min_size=20))
+    scores = score_1_99(np.array(ps))
+    rank = np.searchsorted(fitted.cutoffs, np.array(ps), side="right")
+    for k, cut in enumerate(fitted.cutoffs, start=1):
+        assert cut == round(cut, 2)  # on the whole-percent grid
+        assert ((rank >= k) == (scores >= round(100 * cut))).all()

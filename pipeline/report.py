@@ -593,8 +593,9 @@ _GLOSSARY: tuple[tuple[str, str], ...] = (
     ),
     (
         "Score 1–99",
-        "score = round(100 × probability), kept between 1 and 99: a lead scored 20 "
-        "converts about 20 times in 100 within the horizon.",
+        "score = the probability in whole percent, rounded down and kept between 1 and 99: "
+        "a lead scored 20 converts 20 to 21 times in 100 within the horizon, and a band "
+        "holds exactly the leads scored at or above its min score.",
     ),
     ("Test split", "Leads held out from training and calibration; the model never saw them."),
 )

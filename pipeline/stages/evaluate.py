@@ -20,7 +20,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from models.bands import band_table
+from models.bands import band_table, score_1_99
 from models.bundle import ScoringBundle
 from models.metrics import (
     calibration_frame,
@@ -128,7 +128,8 @@ def bands_report(bundle: ScoringBundle, predictions: pd.DataFrame, band_params: 
     """bands.json: per band set its policy and, per band, cutoff, promise and observed
     conversion on the calibration and test splits with Wilson intervals."""
     out: dict[str, Any] = {
-        "score_meaning": "score = round(100 x propensity), clipped to 1..99",
+        "score_meaning": ("score = floor(100 x propensity), clipped to 1..99; a band holds the "
+                          "scores >= its min_score"),
         "band_sets": {},
     }
     cal = predictions[predictions["split"] == "calibration"]
@@ -143,7 +144,7 @@ def bands_report(bundle: ScoringBundle, predictions: pd.DataFrame, band_params: 
             row = {
                 "name": band.name,
                 "min_propensity": band.min_propensity,
-                "min_score": int(round(100 * band.min_propensity)) if i else 1,
+                "min_score": int(score_1_99([band.min_propensity])[0]) if i else 1,
                 "promised_conversion": tables["test"][i]["promised_conversion"],
                 "target_kind": band.target_kind,
                 "target": band.target,

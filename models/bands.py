@@ -254,14 +254,15 @@ def fit_bands(
     for score in range(2, 100):  # the largest S whose band starts at values[i] wins
         grid_score[int(np.searchsorted(values, score / 100 - 1e-12, side="left"))] = score
     grid_score.pop(values.size, None)
-    grid = np.array(sorted(grid_score), dtype=np.int64)
+    grid = np.array(sorted(i for i in grid_score if i >= 1), dtype=np.int64)
 
     cut_idx: dict[int, int] = {}
     info: dict[int, tuple[bool, str | None]] = {}
     upper = values.size
     for k in range(k_bands - 1, 0, -1):
         spec = band_set.bands[k]
-        cand = grid[(grid >= k) & (grid < upper)]  # leave >= 1 value for each lower band
+        # leave >= 1 value and >= 1 grid point for each lower band
+        cand = grid[(np.arange(grid.size) >= k - 1) & (grid >= k) & (grid < upper)]
         if cand.size == 0:
             raise InsufficientDataError(
                 f"`bands.{name}`: no room for a cutoff of band `{spec.name}` below the band "

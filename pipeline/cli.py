@@ -258,7 +258,9 @@ def outputs(params: ParamsOpt = Path("params.yaml")) -> None:
     rows = [
         ("scored lead table", Path(p.paths.scored) / "scored_leads.csv"),
         ("scored lead table (parquet)", Path(p.paths.scored) / "scored_leads.parquet"),
-        ("metrics (dvc metrics show)", reports / "metrics.json"),
+        ("headline metrics (dvc metrics show)", reports / "headline.json"),
+        ("all metrics", reports / "metrics.json"),
+        ("plots (dvc plots show, offline)", Path("dvc_plots") / "index.html"),
         ("bands", reports / "bands.json"),
         ("model report", reports / "model_report.html"),
         ("leakage audit", reports / "leakage_audit.json"),

@@ -7,6 +7,8 @@ generator's true probabilities). Writes `reports/metrics.json` (keys
 AUC and log-loss), `reports/bands.json`, `reports/reliability.json` (calibration per snapshot
 age), `reports/plots/*.csv` (DVC plots),
 `reports/model_report.html`, and logs all of it to the training run in MLflow.
+`reports/headline.json` holds the few numbers `dvc metrics show` / `dvc exp show` compare
+(the served model on the test split); `metrics.json` keeps every scorer and metric.
 """
 
 from __future__ import annotations
@@ -255,8 +257,35 @@ def run(
     }
 
 
+HEADLINE_KEYS = ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "log_loss", "ece", "pr_auc",
+                 "capture_at_10", "base_rate")
+CURVE_POINTS = 201
+
+
+def headline(metrics: Mapping[str, Mapping[str, float]], summary: Mapping[str, Any]) -> dict:
+    """The compact metrics file: the served model's test metrics (rounded to 4 places), the
+    number of test leads and, on synthetic data, the share of the truth's ROC AUC."""
+    served = metrics.get("served", {})
+    out: dict[str, Any] = {k: round(float(served[k]), 4) for k in HEADLINE_KEYS if k in served}
+    if "truth" in metrics and "roc_auc" in served:
+        out["auc_share_of_truth"] = round(served["roc_auc"] / metrics["truth"]["roc_auc"], 4)
+    out["test_leads"] = int(summary["split"]["leads"]["test"])
+    out["test_snapshots"] = int(summary["split"]["rows"]["test"])
+    return {"test": out}
+
+
+def thin(frame: pd.DataFrame, points: int = CURVE_POINTS) -> pd.DataFrame:
+    """At most `points` rows of a curve, evenly spaced along it, first and last kept: plot
+    files stay small enough for git, so `dvc plots diff` can compare experiments."""
+    if len(frame) <= points:
+        return frame.reset_index(drop=True)
+    keep = np.unique(np.linspace(0, len(frame) - 1, points).round().astype(int))
+    return frame.iloc[keep].reset_index(drop=True)
+
+
 def _plot_csv(curves: dict[str, dict[str, pd.DataFrame]], kind: str) -> pd.DataFrame:
-    return pd.concat([f.assign(scorer=s) for s, f in curves[kind].items()], ignore_index=True)
+    return pd.concat([thin(f).assign(scorer=s) for s, f in curves[kind].items()],
+                     ignore_index=True)
 
 
 def from_params(params: Any) -> dict:
@@ -292,17 +321,20 @@ def from_params(params: Any) -> dict:
         if key in result["flat"]:
             nested["test"][scorer]["auc_share_of_truth"] = result["flat"][key]
     write_json(reports / "metrics.json", nested)
+    write_json(reports / "headline.json", headline(result["metrics"], summary))
     write_json(reports / "bands.json", result["bands"])
     write_json(reports / "reliability.json", result["reliability"])
     plots_dir = reports / "plots"
     for kind, name in PLOT_FILES.items():
         frame = _plot_csv(result["curves"], kind)
-        write_with(plots_dir / name, lambda tmp, f=frame: f.to_csv(tmp, index=False))
+        write_with(plots_dir / name,
+                   lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.6g"))
     band_rows = pd.DataFrame(
         [
             {
                 "band_set": s,
                 "band": b["name"],
+                "label": f"{s}: {b['name']}",
                 "rate": b["test"]["rate"],
                 "ci_low": b["test"]["ci_low"],
                 "ci_high": b["test"]["ci_high"],

@@ -9,9 +9,10 @@ meta.json}` and `data/models/` (`predictions.parquet` for the split and the mode
   lift, verdict (`models.rules.comparison_table`; points learned on the training split);
 - `rules.learned.yaml`: the suggested rule set (learned, rounded points; thresholds that hit
   the model's band targets on the calibration split), loadable with `load_rules`;
-- `rules_performance.json` (DVC metrics): manual rules, learned-point rules, logistic
-  regression and LightGBM on the test split: ROC/PR AUC, conversion per band with Wilson
-  intervals, the hot band's leads and conversions (`pipeline.rules_report`);
+- `rules_headline.json` (DVC metrics: ROC AUC per scorer, verdict counts) and
+  `rules_performance.json`: manual rules, learned-point rules, logistic regression and
+  LightGBM on the test split: ROC/PR AUC, conversion per band with Wilson intervals, the
+  hot band's leads and conversions (`pipeline.rules_report`);
 - `rules_vs_model_weights.csv`: LightGBM's mean |contribution| per feature group and
   feature, next to the rules touching the same behaviour;
 - `rules_plots/*.png` and `rules_summary.md`;
@@ -55,6 +56,20 @@ log = logging.getLogger(__name__)
 COMPARISON_FILE = "rules_comparison.csv"
 LEARNED_FILE = "rules.learned.yaml"
 PERFORMANCE_FILE = "rules_performance.json"
+HEADLINE_FILE = "rules_headline.json"
+
+
+def rules_headline(performance: dict) -> dict:
+    """The few numbers `dvc metrics show` compares: test ROC AUC per scorer (manual rules,
+    learned points, logistic regression, LightGBM) and how many rules got each verdict."""
+    if "skipped" in performance:
+        return {"skipped": 1}
+    scorers = performance.get("scorers", {})
+    out: dict = {f"{name}_roc_auc": round(float(s["roc_auc"]), 4)
+                 for name, s in scorers.items() if s.get("roc_auc") is not None}
+    out["verdicts"] = {k.replace(" ", "_"): int(v)
+                       for k, v in performance.get("verdicts", {}).items()}
+    return out
 WEIGHTS_FILE = "rules_vs_model_weights.csv"
 SUMMARY_FILE = "rules_summary.md"
 PLOTS_DIR = "rules_plots"
@@ -240,6 +255,7 @@ def write_outputs(result: RulesResult, reports: Path) -> dict[str, Path]:
     write_with(paths["comparison"], lambda tmp: result.comparison.to_csv(tmp, index=False))
     write_with(paths["learned"], lambda tmp: tmp.write_text(result.learned_yaml, encoding="utf-8"))
     write_json(paths["performance"], result.performance)
+    write_json(reports / HEADLINE_FILE, rules_headline(result.performance))
     write_with(paths["weights"], lambda tmp: result.weights.to_csv(tmp, index=False))
     write_with(paths["summary"], lambda tmp: tmp.write_text(result.summary, encoding="utf-8"))
     plots_dir = paths["plots"]
@@ -262,6 +278,7 @@ def write_skipped(reports: Path, reason: str) -> dict:
     write_with(reports / LEARNED_FILE,
                lambda tmp: tmp.write_text(f"# skipped: {reason}\nrules: []\n", encoding="utf-8"))
     write_json(reports / PERFORMANCE_FILE, {"skipped": reason})
+    write_json(reports / HEADLINE_FILE, rules_headline({"skipped": reason}))
     write_with(reports / WEIGHTS_FILE, lambda tmp: tmp.write_text("", encoding="utf-8"))
     write_with(reports / SUMMARY_FILE,
                lambda tmp: tmp.write_text(f"# Rules vs learned points\n\nSkipped: {reason}\n",

@@ -78,6 +78,42 @@ def test_repro_writes_metrics_with_the_stable_keys(project: tuple[Path, dict]) -
     assert "roc_auc" in shown.stdout
 
 
+def test_dvc_metrics_show_reads_the_compact_headlines(project: tuple[Path, dict]) -> None:
+    work, env = project
+    shown = _run([str(Path(sys.executable).parent / "dvc"), "metrics", "show", "--json"], work, env)
+    files = {f for rev in json.loads(shown.stdout).values() for f in rev["data"]}
+    assert files == {"reports/headline.json", "reports/rules_headline.json"}
+    headline = json.loads((work / "reports" / "headline.json").read_text())["test"]
+    metrics = json.loads((work / "reports" / "metrics.json").read_text())["test"]
+    assert headline["roc_auc"] == round(metrics["served"]["roc_auc"], 4)
+    assert headline["auc_share_of_truth"] == round(
+        metrics["served"]["roc_auc"] / metrics["truth"]["roc_auc"], 4)
+
+
+def test_dvc_plots_draw_one_line_per_scorer_offline(project: tuple[Path, dict]) -> None:
+    work, env = project
+    shutil.copytree(ROOT / ".dvc" / "plots", work / ".dvc" / "plots", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("offline.html"))
+    roc = pd.read_csv(work / "reports" / "plots" / "roc.csv")
+    assert roc.groupby("scorer").size().max() <= 201  # thinned: small enough for git
+    assert {"served", "logreg", "truth"} <= set(roc["scorer"])
+    shown = _run([str(Path(sys.executable).parent / "dvc"), "plots", "show", "--json"], work, env)
+    assert shown.returncode == 0, shown.stderr
+    specs = {name: items[0]["content"] for name, items in json.loads(shown.stdout)["data"].items()}
+    assert specs["reports/plots/roc.csv"]["encoding"]["color"]["field"] == "scorer"
+    bands = specs["reports/plots/bands.csv"]["layer"][0]["encoding"]
+    assert (bands["x"]["field"], bands["y"]["field"]) == ("rate", "label")
+    from pipeline.plots_page import write_page
+
+    page = write_page(work)
+    _run([str(Path(sys.executable).parent / "dvc"), "config", "plots.html_template",
+          "plots/offline.html"], work, env)
+    html = _run([str(Path(sys.executable).parent / "dvc"), "plots", "show", "-o", "out"], work, env)
+    assert html.returncode == 0, html.stderr
+    text = (work / "out" / "index.html").read_text(encoding="utf-8")
+    assert page.exists() and "window.vegaEmbed" in text and "cdn.jsdelivr" not in text
+
+
 def test_second_repro_has_nothing_to_do(project: tuple[Path, dict]) -> None:
     work, env = project
     again = _run([str(Path(sys.executable).parent / "dvc"), "repro"], work, env)

@@ -78,6 +78,8 @@ def build_features(
         if pd.api.types.is_datetime64_any_dtype(leads[name]):
             values = as_datetime_us(leads[name]).to_numpy()[rows]
             days = _days_between(as_of, values)
+            # a lead date at or after as_of is the future for this snapshot: mask it
+            days = np.where(days > 0, days, np.nan)
             if lead_level:  # days before the export moment, the one moment the export has
                 end = leads.attrs.get("exported_at")
                 end_us = np.datetime64(pd.Timestamp(end), "us").view(np.int64) if end else 0

@@ -156,3 +156,23 @@ def test_post_conversion_activity_never_reaches_positive_examples(rows, conv_off
     for col in full.columns:
         if any(col.startswith(f"evt_{t}_") for t in AFTER_ONLY):
             assert (full[col] == 0).all(), col
+
+
+@FAST
+@given(booked=at_or_after, other=at_or_after)
+def test_lead_datetime_at_or_after_as_of_changes_no_feature(booked, other):
+    """A lead date (demo booked, unsubscribed) at or after as_of is masked: moving it
+    anywhere in the future of the snapshot changes no feature of that snapshot."""
+    spine = pd.DataFrame({"lead_id": pd.Series(["a"], dtype="str"),
+                          "as_of": pd.Series([AS_OF], dtype="datetime64[us]")})
+
+    def leads(off: int) -> pd.DataFrame:
+        out = LEADS.copy()
+        out["demo_booked_at"] = pd.Series([AS_OF + off * US] * 2, dtype="datetime64[us]")
+        return out
+
+    a = build_features(spine, leads(booked), _events([]), FEATURES)
+    b = build_features(spine, leads(other), _events([]), FEATURES)
+    assert "extra_demo_booked_at_days" in a.columns
+    assert a["extra_demo_booked_at_days"].isna().all()
+    pd.testing.assert_frame_equal(a, b)

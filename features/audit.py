@@ -11,10 +11,14 @@ Method, per column (every feature and every raw lead attribute in the frame pass
 2. Missingness vs outcome: share missing, conversion rate when missing vs present, and the
    AUC of the is-missing indicator. For categoricals, "unknown" and "" count as missing
    (that is how the feature builder writes a missing value).
-3. Outcome words: category values (and the column name) matched case-insensitively against
-   words that name an outcome (won, lost, closed, converted, customer, paid, contract,
-   signed, churn, junk, "not interested", "will revert", ...; the name against status,
-   stage, outcome, result, tag, quality, ...).
+3. Outcome words: category values and the column name, lower-cased and split into words
+   on anything that is not a letter (and at camelCase), matched as whole words against the
+   vocabulary in `features/resources/outcome_words.txt` (English and Russian: won, lost,
+   closed, paid, signed, churn*, refund*, invoice*, deal, "not interested", оплачено,
+   оплат-, договор, подписан, отказ, сделк-, выигран, проигран, закрыт, ...; Cyrillic
+   entries are stems) plus the user's `features.audit_outcome_words`. Names also match
+   status words (status, stage, result, tag, quality, статус, этап, ...). So
+   "filter_results" and "wonderful" are not hits; "Closed Won" and "Оплачено" are.
 
 Flags: AUC >= `settings.audit_auc_threshold` -> "separates the outcome almost alone";
 outcome-naming values on >= 1% of rows whose conversion rate differs from the other rows'
@@ -39,6 +43,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,18 +55,89 @@ from sklearn.metrics import roc_auc_score
 from features.fit import PERSONAL_COLUMNS
 from features.settings import FeatureSettings
 
-OUTCOME_VALUE_PATTERN = re.compile(
-    r"\b(?:closed|lost|won|converted|conversion|customer|already|paid(?!\s*(?:search|social|"
-    r"media|ads?|campaign))|contract|signed|churn\w*|junk|will\s+revert|not\s+interested|"
-    r"disqualified|unqualified|do\s+not\s+(?:call|contact)|purchased|bought|invoiced?|"
-    r"onboard\w*|renewal|cancell?ed|rejected|dead)\b",
-    re.IGNORECASE,
-)
-OUTCOME_NAME_PATTERN = re.compile(
-    r"(?:status|stage|outcome|result|tag|quality|disposition|reason|won|lost|closed|"
-    r"converted|conversion|churn|deal|opportunit|customer|paid|invoice|contract|signed)",
-    re.IGNORECASE,
-)
+VOCABULARY_FILE = Path(__file__).parent / "resources" / "outcome_words.txt"
+_WORD = re.compile(r"[^\W\d_]+")
+_CAMEL = re.compile(r"(?<=[a-zа-яё])(?=[A-ZА-ЯЁ])")
+_CYRILLIC = re.compile(r"[а-яё]")
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of `text`: split on anything that is not a letter and at camelCase
+    boundaries ("filter_results" -> filter, results; "LeadStatus" -> lead, status)."""
+    return _WORD.findall(_CAMEL.sub(" ", str(text)).lower())
+
+
+@dataclass(frozen=True)
+class OutcomeVocabulary:
+    """Outcome words and phrases, matched on whole words (see resources/outcome_words.txt).
+
+    `values`: phrases (tuples of (word, is_prefix)) that name an outcome in a category value
+    or a column name; `names`: phrases that only count in column names; `ignore`: phrases
+    whose words are dropped before matching ("paid search" is a channel, not a payment).
+    """
+
+    values: tuple[tuple[tuple[str, bool], ...], ...]
+    names: tuple[tuple[tuple[str, bool], ...], ...]
+    ignore: tuple[tuple[tuple[str, bool], ...], ...]
+
+    @classmethod
+    def parse(cls, lines: Iterable[str]) -> OutcomeVocabulary:
+        """Entries: `word`, `word*` (prefix), `two words` (phrase), Cyrillic = stem (prefix),
+        `!phrase` (not an outcome), `name: word` (column names only); `#` comments."""
+        values, names, ignore = [], [], []
+        for raw in lines:
+            line = str(raw).split("#", 1)[0].strip()
+            if not line:
+                continue
+            target = values
+            if line.startswith("!"):
+                target, line = ignore, line[1:]
+            elif line.lower().startswith("name:"):
+                target, line = names, line[5:]
+            phrase = []
+            for token in line.lower().split():
+                prefix = token.endswith("*") or bool(_CYRILLIC.search(token))
+                phrase.extend((w, prefix) for w in words(token.rstrip("*")))
+            if phrase:
+                target.append(tuple(phrase))
+        return cls(tuple(dict.fromkeys(values)), tuple(dict.fromkeys(names)),
+                   tuple(dict.fromkeys(ignore)))
+
+    @classmethod
+    def load(cls, extra: Iterable[str] = ()) -> OutcomeVocabulary:
+        """The shipped vocabulary plus the user's entries (`features.audit_outcome_words`)."""
+        base = VOCABULARY_FILE.read_text(encoding="utf-8").splitlines()
+        return cls.parse([*base, *extra])
+
+    @staticmethod
+    def _find(tokens: list[str], phrases: Iterable[tuple[tuple[str, bool], ...]]
+              ) -> list[tuple[int, int, str]]:
+        hits = []
+        for phrase in phrases:
+            n = len(phrase)
+            for i in range(len(tokens) - n + 1):
+                if all(tokens[i + k].startswith(w) if pre else tokens[i + k] == w
+                       for k, (w, pre) in enumerate(phrase)):
+                    hits.append((i, i + n, " ".join(tokens[i:i + n])))
+        return hits
+
+    def _match(self, text: str, phrases: Iterable[tuple[tuple[str, bool], ...]]) -> list[str]:
+        tokens = words(text)
+        ignored = {k for i, j, _ in self._find(tokens, self.ignore) for k in range(i, j)}
+        return list(dict.fromkeys(
+            w for i, j, w in sorted(self._find(tokens, phrases))
+            if not ignored.intersection(range(i, j))
+        ))
+
+    def value_words(self, text: str) -> list[str]:
+        """The outcome words found in a category value ([] when none)."""
+        return self._match(text, self.values)
+
+    def name_words(self, text: str) -> list[str]:
+        """The outcome or status words found in a column name ([] when none)."""
+        return self._match(text, (*self.values, *self.names))
+
+
 _MISSING_WORDS = {"unknown", ""}
 _VALUE_SHARE = 0.01
 _SMOOTHING = 1.0
@@ -116,7 +194,8 @@ def _round(x: float | None, digits: int = 4) -> float | None:
 
 
 def _column_report(
-    name: str, values: pd.Series, y: np.ndarray, n_folds: int, seed: int, threshold: float
+    name: str, values: pd.Series, y: np.ndarray, n_folds: int, seed: int, threshold: float,
+    vocab: OutcomeVocabulary,
 ) -> dict[str, Any]:
     kind = _kind(values)
     n = len(values)
@@ -155,7 +234,9 @@ def _column_report(
     matched_share, gap = 0.0, 0.0
     if kind == "categorical" and present.any():
         counts = as_str[present].value_counts()
-        hits = [v for v in counts.index if OUTCOME_VALUE_PATTERN.search(str(v))]
+        found = {v: vocab.value_words(str(v)) for v in counts.index}
+        hits = [v for v in counts.index if found[v]]
+        rep["outcome_words"] = sorted({w for v in hits for w in found[v]})[:10]
         if hits:
             is_hit = as_str.isin(hits).to_numpy()
             matched_share = float(is_hit.mean())
@@ -171,7 +252,10 @@ def _column_report(
     base = float(y.mean()) if len(y) else 0.0
     values_flag = bool(matched) and matched_share >= _VALUE_SHARE and gap >= max(
         0.05, 0.5 * min(base, 1 - base))
-    name_hint = bool(OUTCOME_NAME_PATTERN.search(name))
+    name_words = vocab.name_words(name)
+    name_hint = bool(name_words)
+    rep.setdefault("outcome_words", [])
+    rep["name_words"] = name_words
     rep["name_suggests_outcome"] = name_hint
     # flags and score
     reasons = []
@@ -189,7 +273,8 @@ def _column_report(
         )
     flagged = bool(reasons)
     if name_hint:
-        reasons.append("the column name sounds like an outcome or status field")
+        reasons.append("the column name sounds like an outcome or status field ("
+                       + ", ".join(repr(w) for w in name_words) + ")")
     score = max(2 * ((auc or 0.5) - 0.5), 2 * ((miss_auc or 0.5) - 0.5))
     score += 0.5 if values_flag else 0.0
     score += 0.2 if name_hint else 0.0
@@ -197,6 +282,20 @@ def _column_report(
     rep["reasons"] = reasons
     rep["flagged"] = flagged
     return rep
+
+
+def _status(rep: dict[str, Any]) -> tuple[str, str]:
+    """(status, why) of one column report: excluded, safe, suspect or ok."""
+    evidence = "; ".join(rep["reasons"])
+    if rep["excluded"]:
+        return "excluded", "listed in features.exclude: never a feature" + (
+            f" (evidence: {evidence})" if rep["flagged"] else "")
+    if rep["safe"]:
+        return "safe", "listed in features.safe: reviewed and kept" + (
+            f" (evidence: {evidence})" if rep["flagged"] else "")
+    if rep["suspect"]:
+        return "suspect", evidence
+    return "ok", "no flag"
 
 
 def leakage_audit(
@@ -215,8 +314,10 @@ def leakage_audit(
     `base_rate`, `auc_threshold`, `columns` (one report per column, highest score first:
     column, kind, auc, distinct_values, missing_share, conversion_when_missing/present,
     missing_auc, outcome_values, outcome_values_share, name_suggests_outcome, score,
-    reasons, flagged, suspect, safe, excluded), `suspects` (column, score, reasons; ranked)
-    and `method` / `limits` (see the module docstring).
+    reasons, outcome_words, name_words, flagged, suspect, safe, excluded, status
+    ("excluded", "safe", "suspect" or "ok") and status_reason), `suspects` (column, score,
+    reasons; ranked), `reviewed` (the excluded and safe columns with status, reason, score
+    and reasons) and `method` / `limits` (see the module docstring).
     """
     settings = settings or FeatureSettings()
     if label not in frame.columns:
@@ -232,17 +333,22 @@ def leakage_audit(
     y = y_all.to_numpy()[rows].astype(np.float64)
     cols = [c for c in (columns if columns is not None else frame.columns) if c != label]
     threshold = float(settings.audit_auc_threshold)
+    vocab = OutcomeVocabulary.load(settings.audit_outcome_words)
     reports = []
     for col in cols:
         values = frame[col].iloc[rows].reset_index(drop=True)
-        rep = _column_report(str(col), values, y, n_folds, seed, threshold)
+        rep = _column_report(str(col), values, y, n_folds, seed, threshold, vocab)
         rep["safe"] = col in settings.safe
         rep["excluded"] = col in settings.exclude
         rep["suspect"] = rep["flagged"] and not rep["safe"] and not rep["excluded"]
+        rep["status"], rep["status_reason"] = _status(rep)
         reports.append(rep)
     reports.sort(key=lambda r: (-r["score"], r["column"]))
     suspects = [{"column": r["column"], "score": r["score"], "reasons": r["reasons"]}
                 for r in reports if r["suspect"]]
+    reviewed = [{"column": r["column"], "status": r["status"], "reason": r["status_reason"],
+                 "score": r["score"], "reasons": r["reasons"]}
+                for r in reports if r["excluded"] or r["safe"]]
     positives = int(y.sum())
     return {
         "label": label,
@@ -252,6 +358,7 @@ def leakage_audit(
         "base_rate": _round(positives / len(rows)) if len(rows) else None,
         "auc_threshold": threshold,
         "suspects": suspects,
+        "reviewed": reviewed,
         "columns": reports,
         "method": (
             "univariate ROC AUC per column (numeric: raw value, folded to >= 0.5; "
@@ -266,3 +373,67 @@ def leakage_audit(
             "features.safe)"
         ),
     }
+
+
+def _utc_ns(values: pd.Series) -> np.ndarray:
+    """Datetimes as int64 ns since the epoch (UTC; naive = UTC), NaT -> min int64."""
+    ts = pd.to_datetime(values, errors="coerce", utc=True)
+    return ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+def activity_after_outcome(leads: pd.DataFrame, events: pd.DataFrame | None) -> dict[str, Any]:
+    """For leads with a known outcome date, the share of their events at or after it.
+
+    The outcome date is `converted_at` for converted leads (converted == 1, or no
+    `converted` column) and `lost_at` for the others; the earlier of the two when both are
+    set. No training snapshot sees these events (each snapshot looks only before its
+    as_of, and a lead's snapshots stop at its outcome), but a high share says the CRM keeps
+    logging after the outcome (invoices, onboarding, a lost-reason call), so any column
+    summarised over the whole log, or filled in later, would know the outcome.
+
+    Returns `leads_with_outcome_date`, `leads_with_events` (of those), `events` (theirs),
+    `events_at_or_after`, `share` (None without events), `leads_with_activity_after`, and
+    `by_outcome` (the same for converted and lost leads).
+    """
+    empty = {"leads_with_outcome_date": 0, "leads_with_events": 0, "events": 0,
+             "events_at_or_after": 0, "share": None, "leads_with_activity_after": 0}
+    nat = np.iinfo(np.int64).min
+    n = len(leads)
+    conv = _utc_ns(leads["converted_at"]) if "converted_at" in leads else np.full(n, nat)
+    if "converted" in leads:
+        is_conv = pd.to_numeric(leads["converted"], errors="coerce").fillna(0).to_numpy() == 1
+        conv = np.where(is_conv, conv, nat)
+    lost = _utc_ns(leads["lost_at"]) if "lost_at" in leads else np.full(n, nat)
+    big = np.iinfo(np.int64).max
+    when = np.minimum(np.where(conv == nat, big, conv), np.where(lost == nat, big, lost))
+    kind = np.where(when == big, "", np.where(when == conv, "converted", "lost"))
+    known = when != big
+    out: dict[str, Any] = {**empty, "leads_with_outcome_date": int(known.sum()),
+                           "by_outcome": {k: {**empty, "leads_with_outcome_date":
+                                              int((kind == k).sum())}
+                                          for k in ("converted", "lost")}}
+    if events is None or events.empty or not known.any() or not {"lead_id", "timestamp"} <= set(
+            events.columns):
+        return out
+    ids = pd.Index(leads["lead_id"].astype(str)[known].to_numpy())
+    pos = ids.get_indexer(events["lead_id"].astype(str).to_numpy())
+    ts = _utc_ns(events["timestamp"])
+    ok = (pos >= 0) & (ts != nat)
+    pos, ts = pos[ok], ts[ok]
+    lead_when, lead_kind = when[known][pos], kind[known][pos]
+    after = ts >= lead_when
+
+    def block(mask: np.ndarray) -> dict[str, Any]:
+        n_events, n_after = int(mask.sum()), int((after & mask).sum())
+        return {
+            "leads_with_events": int(len(np.unique(pos[mask]))),
+            "events": n_events,
+            "events_at_or_after": n_after,
+            "share": _round(n_after / n_events) if n_events else None,
+            "leads_with_activity_after": int(len(np.unique(pos[after & mask]))),
+        }
+
+    out.update(block(np.ones(len(pos), dtype=bool)))
+    for k in ("converted", "lost"):
+        out["by_outcome"][k].update(block(lead_kind == k))
+    return out

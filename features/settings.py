@@ -156,6 +156,9 @@ class FeatureSettings:
     - `safe`: columns the user reviewed and keeps; the audit reports them but never as suspects.
     - `audit_auc_threshold`: univariate AUC at which the audit says a column separates the
       outcome almost alone (also used for the is-missing indicator).
+    - `audit_outcome_words`: extra entries for the audit's outcome vocabulary
+      (features/resources/outcome_words.txt syntax: `word`, `word*`, `two words`,
+      `!not an outcome`, `name: status word`).
     - `journey`: the sequence features (`JourneySettings`, `features.journey`).
     """
 
@@ -171,6 +174,7 @@ class FeatureSettings:
     email_open: str = "email_open"
     email_click: str = "email_click"
     audit_auc_threshold: float = 0.80
+    audit_outcome_words: tuple[str, ...] = ()
     journey: JourneySettings = field(default_factory=JourneySettings)
 
     def __post_init__(self) -> None:
@@ -194,6 +198,15 @@ class FeatureSettings:
             raise SettingsError(
                 f"`features.audit_auc_threshold` must be in (0.5, 1]; got {thr!r}"
             )
+        words = self.audit_outcome_words
+        if words is None:
+            words = ()
+        if isinstance(words, (str, Mapping)) or not isinstance(words, Iterable) or not all(
+                isinstance(w, str) and w.strip() for w in words):
+            raise SettingsError(
+                "`features.audit_outcome_words` must be a list of words or phrases "
+                f"(e.g. [refunded, 'order cancelled']); got {words!r}")
+        set_("audit_outcome_words", tuple(w.strip() for w in words))
         set_("event_groups", MappingProxyType(self._groups(self.event_groups)))
         set_("journey", JourneySettings.from_params(self.journey))
 
@@ -229,7 +242,8 @@ class FeatureSettings:
         return hash(
             (self.windows_days, self.decay_half_life_days, self.session_gap_minutes,
              tuple(self.event_groups.items()), self.exclude, self.safe, self.email_sent,
-             self.email_open, self.email_click, self.audit_auc_threshold, self.journey)
+             self.email_open, self.email_click, self.audit_auc_threshold,
+             self.audit_outcome_words, self.journey)
         )
 
     @property

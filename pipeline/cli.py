@@ -149,7 +149,9 @@ def _stage(module: str, help_text: str) -> None:
 
         stage = importlib.import_module(f"pipeline.stages.{module}")
         p = _params(params)
-        console.print(_guard(stage.from_params, p))
+        result = _guard(stage.from_params, p)
+        render = getattr(stage, "render", None)
+        console.print(render(result) if render else result)
 
     command.__doc__ = help_text
     app.command(name=module)(command)

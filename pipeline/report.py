@@ -916,19 +916,53 @@ def _importance_section(ctx: ReportContext, plots: Mapping[str, bytes]) -> str:
     )
 
 
+def _reasons_html(reasons: Any) -> str:
+    if isinstance(reasons, str):
+        reasons = [reasons]
+    return "<br>".join(_e(str(r)) for r in (reasons or ())) or "—"
+
+
+def _leakage_activity(act: Any) -> str:
+    """The share of events logged at or after the outcome date (audit `activity_after_outcome`)."""
+    if not isinstance(act, Mapping):
+        return ""
+    if not act.get("events"):
+        return ('<p class="muted">Activity after the outcome: no events of leads with a '
+                "known conversion or lost date.</p>")
+    share = _num(act.get("share"))
+    per = act.get("by_outcome") or {}
+    detail = "; ".join(
+        f"{k}: {_fmt(v.get('share'), 'pct')} of {v.get('events')} events"
+        for k, v in per.items() if isinstance(v, Mapping) and v.get("events")
+    )
+    text = (
+        f"Activity after the outcome: {_fmt(share, 'pct')} of the events of the "
+        f"{act.get('leads_with_events')} lead(s) with a known conversion/lost date happen at "
+        f"or after it ({act.get('events_at_or_after')} of {act.get('events')}"
+        + (f"; {detail}" if detail else "") + "). No training snapshot reached them "
+        "(snapshots look only before their as-of date), but the log keeps recording after "
+        "the outcome: a column filled in or summarised later would know it."
+    )
+    return f"<p>{_e(text)}</p>"
+
+
 def _leakage_section(ctx: ReportContext) -> str:
     if ctx.leakage is None:
         return '<p class="muted">No leakage audit was supplied for this run.</p>'
     suspects = list(ctx.leakage.get("suspects") or ())
+    reviewed = [r for r in (ctx.leakage.get("reviewed") or ()) if isinstance(r, Mapping)]
     order = sorted(
         range(len(suspects)),
         key=lambda i: (-(_num(suspects[i].get("score")) or -math.inf), i),
     )
     top = [suspects[i] for i in order[:TOP_SUSPECTS]]
-    n_excluded = sum(bool(s.get("excluded")) for s in suspects)
+    n_excluded = sum(bool(s.get("excluded")) for s in suspects) + sum(
+        r.get("status") == "excluded" for r in reviewed)
+    n_safe = sum(r.get("status") == "safe" for r in reviewed)
     intro = (
         f"Method: {ctx.leakage.get('method') or '—'}. {len(suspects)} suspect column(s), "
         f"{n_excluded} excluded from the model"
+        + (f", {n_safe} reviewed safe" if n_safe else "")
         + (f"; showing the top {TOP_SUSPECTS} by score." if len(suspects) > TOP_SUSPECTS else ".")
     )
     out = [
@@ -937,28 +971,41 @@ def _leakage_section(ctx: ReportContext) -> str:
         "lead converted; the model would look good here and fail in production.</p>",
     ]
     if not top:
-        return "".join(out) + "<p>No suspects found.</p>"
-    out.append(
-        "<table><thead><tr><th>Column</th><th>Score</th><th>Reasons</th><th>Excluded</th>"
-        "<th>Reviewed safe</th></tr></thead><tbody>"
-    )
-    for s in top:
-        reasons = s.get("reasons") or ()
-        if isinstance(reasons, str):
-            reasons = [reasons]
-        reasons_html = "<br>".join(_e(str(r)) for r in reasons) or "—"
-        excluded = bool(s.get("excluded"))
-        safe = bool(s.get("safe"))
+        out.append("<p>No suspects among the columns the model uses.</p>" if reviewed
+                   else "<p>No suspects found.</p>")
+    else:
         out.append(
-            "<tr>"
-            + _td(str(s.get("column", "?")))
-            + _td(_fmt(s.get("score"), "dec3"), "num")
-            + f"<td>{reasons_html}</td>"
-            + _td("✓ excluded" if excluded else "—")
-            + _td("✓ safe" if safe else "—")
-            + "</tr>"
+            "<table><thead><tr><th>Column</th><th>Score</th><th>Reasons</th><th>Excluded</th>"
+            "<th>Reviewed safe</th></tr></thead><tbody>"
         )
-    out.append("</tbody></table>")
+        for s in top:
+            out.append(
+                "<tr>"
+                + _td(str(s.get("column", "?")))
+                + _td(_fmt(s.get("score"), "dec3"), "num")
+                + f"<td>{_reasons_html(s.get('reasons'))}</td>"
+                + _td("✓ excluded" if s.get("excluded") else "—")
+                + _td("✓ safe" if s.get("safe") else "—")
+                + "</tr>"
+            )
+        out.append("</tbody></table>")
+    if reviewed:
+        out.append(
+            "<h3>Excluded and reviewed-safe columns</h3><table><thead><tr><th>Column</th>"
+            "<th>Status</th><th>Why</th><th>Score</th><th>Evidence</th></tr></thead><tbody>"
+        )
+        for r in reviewed:
+            out.append(
+                "<tr>"
+                + _td(str(r.get("column", "?")))
+                + _td(str(r.get("status", "—")))
+                + _td(str(r.get("reason", "—")).split(" (evidence:")[0])
+                + _td(_fmt(r.get("score"), "dec3"), "num")
+                + f"<td>{_reasons_html(r.get('reasons'))}</td>"
+                + "</tr>"
+            )
+        out.append("</tbody></table>")
+    out.append(_leakage_activity(ctx.leakage.get("activity_after_outcome")))
     return "".join(out)
 
 

@@ -2,7 +2,8 @@
 
 Reads `paths.interim/{leads,events}.parquet`; writes `paths.features/train.parquet`
 (spine + label + features), `paths.features/meta.json` (snapshot counts, feature list and
-groups) and `paths.reports/leakage_audit.json`.
+groups) and `paths.reports/leakage_audit.json` (one entry per feature or source column,
+plus `activity_after_outcome`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any
 
 import pandas as pd
 
-from features.audit import leakage_audit
+from features.audit import activity_after_outcome, leakage_audit
+from features.behaviour import sanitize
 from features.build import build_features, feature_columns, feature_groups
 from features.fit import CONTRACT_FIT_COLUMNS, KNOWN_COLUMNS
 from features.settings import FeatureSettings, SnapshotSettings
@@ -69,6 +71,23 @@ def audit_frame(frame: pd.DataFrame, leads: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([frame, attrs], axis=1)
 
 
+def source_features(raw: list[str], features: list[str]) -> dict[str, list[str]]:
+    """Raw lead column -> the `extra_<col>` / `extra_<col>_days` (and, for contract fit
+    columns, `fit_<col>` / `fit_<col>_rank`) features made from it, so
+    the audit lists each source column once (under its own name) and says which model
+    features it feeds."""
+    slug = {f"extra_{sanitize(c)}": c for c in raw}
+    for c in raw:
+        if c in CONTRACT_FIT_COLUMNS:  # fit_budget, fit_budget_rank <- budget
+            slug.update({f"fit_{c}": c, f"fit_{c}_rank": c})
+    out: dict[str, list[str]] = {c: [] for c in raw}
+    for f in features:
+        base = f[: -len("_days")] if f.endswith("_days") and f not in slug else f
+        if base in slug:
+            out[slug[base]].append(f)
+    return out
+
+
 def run(
     leads: pd.DataFrame, events: pd.DataFrame | None, snap: SnapshotSettings, fs: FeatureSettings
 ) -> tuple[pd.DataFrame, dict, dict]:
@@ -83,12 +102,18 @@ def run(
         )
     frame = build_features(spine, leads, events, fs)
     cols = feature_columns(frame, SPINE)
+    raw = raw_attribute_columns(leads, cols)
+    fed = source_features(raw, cols)
+    from_raw = {f for fs_ in fed.values() for f in fs_}
     audit = leakage_audit(
         audit_frame(frame, leads),
         label="label",
         settings=fs,
-        columns=cols + raw_attribute_columns(leads, cols),
+        columns=[c for c in cols if c not in from_raw] + raw,
     )
+    for rep in audit["columns"]:
+        rep["features"] = fed.get(rep["column"], [rep["column"]])
+    audit["activity_after_outcome"] = activity_after_outcome(leads, events)
     meta = {
         "data_end": end.isoformat(),
         "snapshots": snapshot_report(leads, snap, end),
@@ -110,15 +135,78 @@ def from_params(params: Any) -> dict:
     write_parquet(out / "train.parquet", frame)
     write_json(out / "meta.json", meta)
     write_json(Path(params.paths.reports) / "leakage_audit.json", audit)
-    suspects = [s for s in audit.get("suspects", []) if not s.get("safe") and not s.get("excluded")]
-    for s in suspects[:10]:
+    for s in audit["suspects"][:10]:
         log.warning(
             "leakage suspect %s (score %.2f): %s", s["column"], s["score"], "; ".join(s["reasons"])
         )
+    return summary(meta, audit)
+
+
+def summary(meta: dict, audit: dict) -> dict:
+    """The `leadprop features` summary: counts, and the audit's suspect, excluded and safe
+    columns (`leakage`: column, status, score, why) and activity after the outcome."""
+    rows = [{"column": s["column"], "status": "suspect", "score": s["score"],
+             "why": "; ".join(s["reasons"])} for s in audit["suspects"]]
+    rows += [{"column": r["column"], "status": r["status"], "score": r["score"],
+              "why": r["reason"]} for r in audit.get("reviewed", [])]
     return {
         "rows": meta["n_rows"],
         "positives": meta["snapshots"]["positives"],
         "features": meta["n_features"],
-        "leakage_suspects": [s["column"] for s in suspects],
+        "leakage_suspects": [s["column"] for s in audit["suspects"]],
+        "leakage": rows,
+        "activity_after_outcome": audit.get("activity_after_outcome"),
         "dropped": meta["snapshots"]["dropped"],
     }
+
+
+def activity_sentence(act: dict | None) -> str:
+    """One plain sentence on the events logged at or after the outcome date."""
+    if not act or not act.get("leads_with_outcome_date"):
+        return "Activity after the outcome: no lead has a conversion or lost date."
+    if not act.get("events"):
+        return (f"Activity after the outcome: {act['leads_with_outcome_date']} lead(s) have a "
+                "conversion or lost date but no events.")
+    return (
+        f"Activity after the outcome: {act['share']:.0%} of the events of the "
+        f"{act['leads_with_events']} lead(s) with a known conversion/lost date happen at or "
+        f"after it ({act['events_at_or_after']} of {act['events']}). No training snapshot "
+        "reached them (snapshots look only before their as_of), but the log keeps recording "
+        "after the outcome: a column filled in or summarised later would know it."
+    )
+
+
+def render(result: dict) -> Any:
+    """Rich renderable for the CLI: the counts, a leakage table and the activity line."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    dropped = result.get("dropped") or {}
+    head = Text(
+        f"{result['rows']} training rows, {result['positives']} positive, "
+        f"{result['features']} features; dropped snapshots: "
+        + (", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "none")
+    )
+    parts: list[Any] = [head]
+    rows = result.get("leakage") or []
+    n_sus = sum(r["status"] == "suspect" for r in rows)
+    if rows:
+        table = Table(title=f"Leakage audit: {n_sus} suspect(s), "
+                      f"{len(rows) - n_sus} excluded/safe (reports/leakage_audit.json)",
+                      show_lines=False, title_justify="left")
+        table.add_column("column", overflow="fold")
+        table.add_column("status")
+        table.add_column("score", justify="right")
+        table.add_column("why", overflow="fold", ratio=1)
+        style = {"suspect": "bold red", "excluded": "yellow", "safe": "green"}
+        for r in rows[:25]:
+            table.add_row(str(r["column"]), Text(r["status"], style=style.get(r["status"], "")),
+                          f"{r['score']:.2f}", str(r["why"]))
+        parts.append(table)
+        if len(rows) > 25:
+            parts.append(Text(f"... and {len(rows) - 25} more in reports/leakage_audit.json"))
+    else:
+        parts.append(Text("Leakage audit: no suspects, nothing excluded or marked safe."))
+    parts.append(Text(activity_sentence(result.get("activity_after_outcome"))))
+    return Group(*parts)

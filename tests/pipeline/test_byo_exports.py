@@ -88,6 +88,18 @@ def shipped(name: str, **paths: Path) -> dict[str, Any]:
     return config
 
 
+def check_accounting(run: Run, raw_rows: int, rejected_at_ingest: int) -> dict[str, Any]:
+    """reports/accounting.json reconciles the export's raw lead rows with the scored table."""
+    accounting = run.json("reports/accounting.json")
+    assert accounting["raw_rows"] == raw_rows
+    assert accounting["rejected_at_ingest"] == rejected_at_ingest
+    assert accounting["scored"] == len(run.parquet("data/scored/scored_leads.parquet"))
+    assert raw_rows == (accounting["duplicates_dropped"] + accounting["rejected_at_ingest"]
+                        + accounting["scored"] + accounting["not_open"]
+                        + accounting["rejected_at_scoring"])
+    return accounting
+
+
 def audit_by_column(run: Run) -> dict[str, dict]:
     return {c["column"]: c for c in run.json("reports/leakage_audit.json")["columns"]}
 
@@ -163,6 +175,8 @@ def test_amocrm_trains_evaluates_registers_and_scores(amocrm: Run) -> None:
     batch = amocrm.results["score"]
     counts = batch["counts"]
     assert counts["input"] == counts["scored"] + counts["not_open"] + counts["rejected"] == 2497
+    # every raw row of leads.csv is accounted for, from the export to the scored table
+    check_accounting(amocrm, raw_rows=2500, rejected_at_ingest=3)
     scored = amocrm.parquet("data/scored/scored_leads.parquet")
     assert len(scored) == counts["scored"] > 0
     assert scored["reasons"].str.len().gt(0).all()
@@ -231,4 +245,7 @@ def test_xeducation_scores_the_open_leads_as_of_the_export(xeducation: Run) -> N
     assert scored["temperature"].isin(["cold", "warm", "hot"]).all()
     assert not scored["reasons"].str.contains("tags|lead quality", case=False).any()
     assert xeducation.json("reports/registry.json")["version"] == "1"
+    accounting = check_accounting(xeducation, raw_rows=len(pd.read_csv(XEDUCATION)),
+                                  rejected_at_ingest=0)
+    assert accounting["not_open_by_reason"]["converted"] == 3561
     assert xeducation.results["mlflow_sources"] == ["sources/byo.yaml"]

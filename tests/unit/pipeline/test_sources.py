@@ -92,7 +92,8 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cfg: dict[str, Any],
 # --------------------------------------------------------------------- the config
 
 
-@pytest.mark.parametrize("name", ["example.yaml", "xeducation.yaml", "amocrm_fixture.yaml"])
+@pytest.mark.parametrize("name", ["example.yaml", "xeducation.yaml", "amocrm_fixture.yaml",
+                                  "eventlog_fixture.yaml"])
 def test_shipped_configurations_are_valid(name: str) -> None:
     cfg = load_source(ROOT / "sources" / name)
     assert cfg.leads.roles
@@ -438,7 +439,8 @@ def test_a_wrong_date_format_is_named(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_duplicate_ids_name_the_export_column(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    write_csv(tmp_path / "leads.csv", rows=[*ROWS, ROWS[0]])
+    # the same ID with other values (an exact repeat of a row is dropped as a duplicate)
+    write_csv(tmp_path / "leads.csv", rows=[*ROWS, ROWS[0].replace("Директ", "Сайт")])
     cfg = in_tmp(tmp_path, monkeypatch, config())
     with pytest.raises(DataError, match="'lead_id' is the export column 'ID'"):
         run_source(cfg, tmp_path / "interim", tmp_path / "reports", now="2026-01-01")
@@ -535,6 +537,25 @@ def test_event_log_only_export_ingests_leads_from_the_log(
     assert leads.loc["u1", "converted_at"] == pd.Timestamp("2024-03-05 12:00:00")
     events = pd.read_parquet(tmp_path / "interim" / "events.parquet")
     assert len(events) == 6 and set(events["lead_id"]) == {"u1", "u2", "u3"}
+
+
+def test_the_shipped_event_log_fixture_ingests_with_its_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)  # the config's path is relative to the project folder
+    cfg = load_source("sources/eventlog_fixture.yaml")
+    assert cfg.leads_from_events and cfg.outcome.event == "purchase"
+    raw = pd.read_csv(ROOT / "tests/fixtures/eventlog/events.csv")
+    counts = run_source(cfg, tmp_path / "interim", tmp_path / "reports", now="2025-04-01")
+    users = raw["user_id"].nunique()
+    buyers = raw.loc[raw["event_name"] == "purchase", "user_id"].nunique()
+    assert counts["leads"]["rows_in"] == counts["leads"]["rows_clean"] == users == 300
+    assert counts["events"]["rows_in"] == len(raw)
+    leads = pd.read_parquet(tmp_path / "interim" / "leads.parquet")
+    assert int(leads["converted"].sum()) == buyers
+    assert {"source", "country", "platform"} <= set(leads.columns)
+    assert "app_version" not in leads.columns  # changes within users: reported, left out
+    events = pd.read_parquet(tmp_path / "interim" / "events.parquet")
+    assert "pricing_view" in set(events["event_type"])  # renamed by events.event_types
 
 
 # ---------------------------------------------- dates: lead-level and the conversion date

@@ -233,19 +233,49 @@ def _lead_level_open(leads: pd.DataFrame, at: pd.Timestamp) -> tuple[pd.DataFram
     return open_, not_open
 
 
+# The robust data end (`data_end`): moments beyond the TAIL_QUANTILE by more than
+# max(TAIL_MIN_GAP, TAIL_GAP_FACTOR x the typical gap between moments) are an isolated tail.
+TAIL_QUANTILE = 0.999
+TAIL_MIN_GAP = pd.Timedelta(days=28)
+TAIL_GAP_FACTOR = 10
+TAIL_MIN_MOMENTS = 1000  # below this the 99.9th percentile is the maximum itself
+
+
 def data_end(leads: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.Timestamp:
-    """The last moment the data knows about: the latest of created_at, converted_at,
-    lost_at, event timestamps and the export moment `leads.attrs["exported_at"]` (set by
-    ingest for lead-level exports) (NaT-safe; raises when there is no date at all)."""
-    stamps = []
-    for col in ("created_at", "converted_at", "lost_at"):
-        if col in leads.columns:
-            stamps.append(as_datetime_us(leads[col]).max())
-    if events is not None and "timestamp" in events.columns and len(events):
-        stamps.append(as_datetime_us(events["timestamp"]).max())
+    """The last moment the data knows about (raises when there is no date at all).
+
+    The export moment `leads.attrs["exported_at"]` (set by ingest) is authoritative when
+    set. Otherwise it is the latest of created_at, converted_at, lost_at and event
+    timestamps, robust to a few mistyped dates: the moments later than the 99.9th
+    percentile by more than max(28 days, 10 x the typical gap) are an isolated top tail and
+    are left out (the typical gap is the median gap between consecutive distinct moments).
+    With fewer than 1,000 moments there is no such tail and the latest moment is used.
+    One lost_at typed as 2062 thus does not move the data end; a real last busy month
+    does, since its moments are close together and to the rest.
+    """
     if leads.attrs.get("exported_at"):
-        stamps.append(pd.Timestamp(leads.attrs["exported_at"]))
-    stamps = [s for s in stamps if not pd.isna(s)]
-    if not stamps:
+        return pd.Timestamp(leads.attrs["exported_at"]).as_unit("us")
+    parts = [as_datetime_us(leads[col]) for col in ("created_at", "converted_at", "lost_at")
+             if col in leads.columns]
+    if events is not None and "timestamp" in events.columns and len(events):
+        parts.append(as_datetime_us(events["timestamp"]))
+    moments = (pd.concat(parts, ignore_index=True).dropna() if parts
+               else pd.Series(dtype="datetime64[us]"))
+    if moments.empty:
         raise ValueError("data_end: the leads and events hold no dates")
-    return pd.Timestamp(max(stamps))
+    return pd.Timestamp(robust_max(moments))
+
+
+def robust_max(moments: pd.Series) -> pd.Timestamp:
+    """The latest of `moments` (datetime, no NaT) once an isolated top tail is left out
+    (the rule in `data_end`)."""
+    values = np.sort(moments.to_numpy(dtype="datetime64[us]").astype(np.int64))
+    if len(values) < TAIL_MIN_MOMENTS:
+        return pd.Timestamp(int(values[-1]), unit="us")
+    top = np.quantile(values, TAIL_QUANTILE, method="lower")
+    distinct = np.unique(values)
+    gaps = np.diff(distinct)
+    typical = int(np.median(gaps)) if len(gaps) else 0
+    limit = top + max(TAIL_MIN_GAP.value // 1000, TAIL_GAP_FACTOR * typical)
+    kept = values[values <= limit]
+    return pd.Timestamp(int(kept[-1]), unit="us")

@@ -6,6 +6,8 @@ columns, rows numbered as in the file) and return `(clean, rejects)`:
 - `clean`: the typed table. `lead_id` and every other attribute are text (pandas `str`),
   dates are `datetime64[us]` naive UTC, `converted` is int8 0/1, `company_size` is Int64;
   events are sorted by `lead_id, timestamp`. Unknown extra columns are kept as text.
+  A date-only `converted_at` / `lost_at` ("that day") on created_at's day is not before
+  it: it is set to created_at, counted in `attrs["dates_clipped_to_created_at"]`.
 - `rejects`: the rows set aside, as they were read, behind two leading columns:
   `source_row` (the row number in the file) and `reason` (`; `-separated when several);
   personal columns (`personal_columns`) are masked (`a***@example.com`, `***67`, `J***`).
@@ -42,11 +44,18 @@ EVENTS_DATE_COLUMNS = ("timestamp",)
 # masked in rejects. Other columns holding personal data are found by content (features.pii).
 PERSONAL_COLUMNS = frozenset(pii.CONTRACT_PERSONAL)
 REJECT_COLUMNS = ("source_row", "reason")
+# leads.attrs key: column -> how many date-only values on created_at's day were set to it.
+CLIPPED_ATTR = "dates_clipped_to_created_at"
 DATETIME = "datetime64[us]"
 
 _TRUE = frozenset({"1", "1.0", "true", "yes"})
 _FALSE = frozenset({"0", "0.0", "false", "no"})
 _ISO = "ISO 'YYYY-MM-DD' or 'YYYY-MM-DD HH:MM:SS'"
+_DATE_LIKE = r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}"  # day, month and year: worth a second try
+# table attrs key: date column -> {"count", "rows"} of values that are not dates.
+UNPARSED_ATTR = "unparsed_dates"
+# table attrs key: how many exact duplicate rows were dropped (ReadOptions.duplicates).
+DUPLICATES_ATTR = "duplicates_dropped"
 _GUESS_FORMATS = (
     "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%Y/%m/%d", "%m-%d-%Y",
     "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M", "%d.%m.%Y %H:%M",
@@ -63,6 +72,8 @@ _REASONS = {
     "rejected_lead": "lead_id belongs to a rejected lead",
     "unknown_lead": "lead_id is not in the leads file",
     "in_future": "{column} is in the future",
+    "after_export": "{column} is after the export moment {now}",
+    "before_min_date": "{column} is before {min_date} (ingest.min_date)",
 }
 # Checks whose failures stop the run when they hit more than `max_bad_share` of a column.
 _SHARE_CHECKS = ("not_a_date", "not_a_count")
@@ -143,21 +154,33 @@ def empty_rejects(columns: Iterable[str]) -> pd.DataFrame:
 
 
 def validate_leads(
-    raw: pd.DataFrame, file: str, options: ReadOptions = ReadOptions()
+    raw: pd.DataFrame,
+    file: str,
+    options: ReadOptions = ReadOptions(),
+    now: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Check and type a raw leads frame; returns `(leads, rejects)` (see the module doc).
 
     `raw`'s index is taken as the row numbers quoted in messages and in `source_row`.
+    A row with a date after the export moment `now` (default: the wall clock, UTC) or
+    before `options.min_date` is rejected: such a date is a typo (a year 2062 for 2026),
+    and kept it would move the data end (`features.snapshots.data_end`).
     Raises `DataError` for problems with the file as a whole.
     """
+    now = to_naive_utc(now) if now is not None else utc_now()
+    start = to_naive_utc(options.min_date)
     raw = _numbered(raw)
     _require_columns(raw, LEADS_REQUIRED, file, "leads")
+    raw, n_duplicates = _drop_exact_duplicates(raw, file, "leads", options)
     _refuse_reserved_columns(raw, file)
     text = _normalise(raw)
     dates = {c: parse_dates(text[c], options) for c in LEADS_DATE_COLUMNS if c in text}
     counts = {c: _parse_count(text[c], options.decimal) for c in LEADS_COUNT_COLUMNS if c in text}
     outcome = _parse_binary(text["converted"])
     created = dates["created_at"]
+    # A date-only value means "that day": on created_at's day it is not before it.
+    same_day = {c: _date_only(text[c]) & (p == created.dt.normalize())
+                for c, p in dates.items() if c != "created_at"}
 
     columns = {
         "lead_id": pa.Column(
@@ -169,11 +192,13 @@ def validate_leads(
         ),
     }
     for column, parsed in dates.items():
-        checks = [_parsed_check(parsed, "not_a_date")]
+        checks = [_parsed_check(parsed, "not_a_date"), *_plausible_checks(parsed, now, start)]
         if column != "created_at":
             checks.append(
                 _check(
-                    lambda s, p=parsed: ~(p.loc[s.index] < created.loc[s.index]),
+                    lambda s, p=parsed, d=same_day[column]: (
+                        ~(p.loc[s.index] < created.loc[s.index]) | d.loc[s.index]
+                    ),
                     "before_created",
                 )
             )
@@ -185,12 +210,17 @@ def validate_leads(
     _refuse_duplicates(failures, file)
     _refuse_non_binary(failures, file)
     _refuse_bad_columns(failures, text, file, options)
-    reasons = _reasons_by_row(failures)
+    reasons = _reasons_by_row(failures, now=_day_or_moment(now), min_date=options.min_date)
     _refuse_mass_rejects(reasons, len(raw), file, "leads", options)
 
     typed: dict[str, pd.Series] = {}
+    clipped: dict[str, int] = {}
     for column in text.columns:
-        if column in dates:
+        if column in same_day:
+            early = same_day[column] & (dates[column] < created)
+            typed[column] = dates[column].mask(early, created)
+            clipped[column] = int(early[~text.index.isin(reasons.index)].sum())
+        elif column in dates:
             typed[column] = dates[column]
         elif column in counts:
             typed[column] = counts[column]
@@ -201,6 +231,9 @@ def validate_leads(
     keep = ~text.index.isin(reasons.index)
     leads = pd.DataFrame(typed, index=text.index).loc[keep].reset_index(drop=True)
     leads["converted"] = leads["converted"].astype("int8")
+    leads.attrs[CLIPPED_ATTR] = {c: n for c, n in clipped.items() if n}
+    leads.attrs[UNPARSED_ATTR] = _note_unparsed(failures, file)
+    leads.attrs[DUPLICATES_ATTR] = n_duplicates
     LEADS_SCHEMA.validate(leads)  # a failure here is a bug in this module, not bad data
     _log_rejects(reasons, len(raw), file)
     return leads, _with_reject_columns(raw.loc[~keep], reasons, raw, LEADS_DATE_COLUMNS)
@@ -226,6 +259,7 @@ def validate_events(
     now = to_naive_utc(now) if now is not None else utc_now()
     raw = _numbered(raw)
     _require_columns(raw, EVENTS_REQUIRED, file, "events")
+    raw, n_duplicates = _drop_exact_duplicates(raw, file, "events", options)
     _refuse_reserved_columns(raw, file)
     text = _normalise(raw)
     stamps = parse_dates(text["timestamp"], options)
@@ -245,13 +279,17 @@ def validate_events(
             checks=[
                 _parsed_check(stamps, "not_a_date"),
                 _check(lambda s: ~(stamps.loc[s.index] > now), "in_future"),
+                _check(
+                    lambda s: ~(stamps.loc[s.index] < to_naive_utc(options.min_date)),
+                    "before_min_date",
+                ),
             ],
         ),
         "event_type": pa.Column(nullable=False),
     }
     failures = _failure_cases(pa.DataFrameSchema(columns, name="events"), text)
     _refuse_bad_columns(failures, text, file, options)
-    reasons = _reasons_by_row(failures)
+    reasons = _reasons_by_row(failures, min_date=options.min_date)
     _refuse_mass_rejects(reasons, len(raw), file, "events", options)
 
     typed = {
@@ -265,6 +303,8 @@ def validate_events(
         .sort_values(["lead_id", "timestamp"], kind="stable")
         .reset_index(drop=True)
     )
+    events.attrs[UNPARSED_ATTR] = _note_unparsed(failures, file)
+    events.attrs[DUPLICATES_ATTR] = n_duplicates
     EVENTS_SCHEMA.validate(events)  # a failure here is a bug in this module, not bad data
     _log_rejects(reasons, len(raw), file)
     return events, _with_reject_columns(raw.loc[~keep], reasons, raw, EVENTS_DATE_COLUMNS)
@@ -291,6 +331,9 @@ def data_quality_report(
     n_converted = int(leads["converted"].sum()) if len(leads) else 0
     section["converted"] = n_converted
     section["base_rate"] = round(n_converted / len(leads), 4) if len(leads) else None
+    section[DUPLICATES_ATTR] = int(leads.attrs.get(DUPLICATES_ATTR, 0))
+    section[CLIPPED_ATTR] = dict(leads.attrs.get(CLIPPED_ATTR, {}))
+    section[UNPARSED_ATTR] = dict(leads.attrs.get(UNPARSED_ATTR, {}))
     if "converted_at" in leads:
         section["converted_without_date"] = int(
             ((leads["converted"] == 1) & leads["converted_at"].isna()).sum()
@@ -300,6 +343,8 @@ def data_quality_report(
         report["events"] = _table_report(events, events_rejects, EVENTS_DATE_COLUMNS)
         report["events"]["leads_with_events"] = int(events["lead_id"].nunique())
         report["events"]["event_types"] = int(events["event_type"].nunique())
+        report["events"][UNPARSED_ATTR] = dict(events.attrs.get(UNPARSED_ATTR, {}))
+        report["events"][DUPLICATES_ATTR] = int(events.attrs.get(DUPLICATES_ATTR, 0))
     if now is not None:
         report["now"] = to_naive_utc(now).isoformat()
     return report
@@ -360,8 +405,10 @@ def personal_columns(frame: pd.DataFrame, skip: Iterable[str] = ()) -> dict[str,
 def parse_dates(values: pd.Series, options: ReadOptions = ReadOptions()) -> pd.Series:
     """Dates as `datetime64[us]` naive UTC; NaT where empty or unparseable.
 
-    Text is read as ISO `YYYY-MM-DD[ HH:MM:SS]` (offsets are converted to UTC; values
-    without one are taken as UTC), or with `options.date_format`, or day-first.
+    Text is read as ISO `YYYY-MM-DD[ HH:MM[:SS]]` (offsets are converted to UTC; values
+    without one are taken as UTC), or with `options.date_format`, or day-first. A column
+    may mix precisions: with `date_format`, a value it does not read is tried with the
+    format's other precisions (with / without seconds, with / without the time) first.
     """
     if pd.api.types.is_datetime64_any_dtype(values):
         parsed = values
@@ -373,11 +420,41 @@ def parse_dates(values: pd.Series, options: ReadOptions = ReadOptions()) -> pd.S
             warnings.simplefilter("ignore", UserWarning)  # "could not infer format"
             if options.date_format:
                 parsed = pd.to_datetime(text, format=options.date_format, errors="coerce", utc=True)
+                for fmt in _format_variants(options.date_format):
+                    missing = parsed.isna() & text.notna()
+                    if not missing.any():
+                        break
+                    parsed = parsed.where(~missing, pd.to_datetime(
+                        text[missing], format=fmt, errors="coerce", utc=True))
             elif options.dayfirst:
                 parsed = pd.to_datetime(text, dayfirst=True, errors="coerce", utc=True)
+                missing = parsed.isna() & text.str.match(_DATE_LIKE, na=False)
+                if missing.any():  # other precisions than the first value's: one by one
+                    parsed = parsed.where(~missing, pd.to_datetime(
+                        text[missing], format="mixed", dayfirst=True, errors="coerce", utc=True))
             else:
                 parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
     return parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype(DATETIME)
+
+
+def _format_variants(fmt: str) -> list[str]:
+    """The other precisions of a date format: without / with seconds, the date part only.
+
+    `'%d.%m.%Y %H:%M:%S'` -> `['%d.%m.%Y %H:%M', '%d.%m.%Y']`;
+    `'%d/%m/%Y %H:%M'` -> `['%d/%m/%Y %H:%M:%S', '%d/%m/%Y']`; `'%d.%m.%Y'` -> the same
+    with ` %H:%M` and ` %H:%M:%S` appended.
+    """
+    variants = []
+    if "%H:%M:%S" in fmt:
+        variants.append(fmt.replace("%H:%M:%S", "%H:%M"))
+    elif "%H:%M" in fmt:
+        variants.append(fmt.replace("%H:%M", "%H:%M:%S"))
+    cut = min((fmt.find(t) for t in ("%H", "%I") if t in fmt), default=-1)
+    if cut > 0:
+        variants.append(fmt[:cut].rstrip(" T"))
+    else:
+        variants += [f"{fmt} %H:%M", f"{fmt} %H:%M:%S"]
+    return [v for v in variants if v and v != fmt]
 
 
 def to_naive_utc(moment: Any) -> pd.Timestamp:
@@ -429,6 +506,13 @@ def _normalise(raw: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=raw.index)
 
 
+def _date_only(values: pd.Series) -> pd.Series:
+    """True where a text date has no time of day (no ':'); False for typed datetimes."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return pd.Series(False, index=values.index)
+    return ~_as_text(values).str.contains(":", regex=False, na=True).astype(bool)
+
+
 def _as_text(values: pd.Series) -> pd.Series:
     text = values.astype("str").str.strip()
     return text.mask(text == "")
@@ -443,6 +527,21 @@ def _iso(value: Any) -> str | None:
 
 def _check(fn: Callable[[pd.Series], pd.Series], name: str) -> pa.Check:
     return pa.Check(fn, name=name)
+
+
+def _plausible_checks(parsed: pd.Series, now: pd.Timestamp, start: pd.Timestamp) -> list[pa.Check]:
+    """Fail where a parsed date is after the export moment `now` or before `start`."""
+    return [
+        pa.Check(lambda s: ~(parsed.loc[s.index] > now), name="after_export"),
+        pa.Check(lambda s: ~(parsed.loc[s.index] < start), name="before_min_date"),
+    ]
+
+
+def _day_or_moment(moment: pd.Timestamp) -> str:
+    """`2025-06-30` for a midnight, else `2025-06-30 12:00:00`."""
+    if moment == moment.normalize():
+        return moment.strftime("%Y-%m-%d")
+    return moment.floor("s").isoformat(sep=" ")
 
 
 def _parsed_check(parsed: pd.Series, name: str) -> pa.Check:
@@ -468,15 +567,16 @@ def _failure_cases(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> pd.DataFr
     )
 
 
-def _reasons_by_row(failures: pd.DataFrame) -> pd.Series:
-    """One `; `-joined reason per failing row, indexed by row."""
+def _reasons_by_row(failures: pd.DataFrame, **fields: str) -> pd.Series:
+    """One `; `-joined reason per failing row, indexed by row (`fields` fill in the
+    reasons' other placeholders, e.g. `now`)."""
     rows = failures[failures["check"].isin(_REASONS)]
     if rows.empty:
         return pd.Series(dtype="str", index=pd.Index([], dtype="int64"))
     rank = {check: i for i, check in enumerate(_REASONS)}
     rows = rows.assign(
         reason=[
-            _REASONS[c].format(column=col)
+            _REASONS[c].format(column=col, **fields)
             for c, col in zip(rows["check"], rows["column"], strict=True)
         ],
         rank=rows["check"].map(rank),
@@ -536,6 +636,31 @@ def _column_failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> list[st
         cases = err.failure_cases
         return [str(c) for c in cases.loc[cases["check"] == "column_in_dataframe", "failure_case"]]
     return []
+
+
+def _drop_exact_duplicates(
+    raw: pd.DataFrame, file: str, what: str, options: ReadOptions
+) -> tuple[pd.DataFrame, int]:
+    """`raw` without rows that repeat an earlier row in every column (a double export), and
+    their count; `DataError` instead when `options.duplicates` is 'error'."""
+    repeat = raw.duplicated(keep="first")
+    n = int(repeat.sum())
+    if not n:
+        return raw, 0
+    first = raw.index[repeat][0]
+    hashes = pd.util.hash_pandas_object(raw, index=False)
+    twin = hashes.index[hashes == hashes.loc[first]][0]
+    if options.duplicates == "error":
+        raise DataError(
+            f"{file}: {n} row{'s' if n != 1 else ''} of the {what} file repeat an earlier row "
+            f"in every column ({_rows(raw.index[repeat])}; e.g. row {first} is a copy of row "
+            f"{twin}). Remove them from the export, or set ingest.duplicates: drop to drop "
+            "them (they are counted in data_quality.json).",
+            file=file, n_rows=n, example=f"row {first}",
+        )
+    log.warning("%s: dropped %d exact duplicate row%s (%s; e.g. row %s repeats row %s).",
+                file, n, "s" if n != 1 else "", _rows(raw.index[repeat]), first, twin)
+    return raw.loc[~repeat], n
 
 
 def _refuse_reserved_columns(raw: pd.DataFrame, file: str) -> None:
@@ -696,6 +821,23 @@ def _describe_reasons(reasons: pd.Series, counts: pd.Series | None = None) -> st
         parts.append(f"{n} × {reason} ({_rows(rows)})")
     more = len(counts) - len(parts)
     return ", ".join(parts) + (f" and {more} more reasons" if more > 0 else "")
+
+
+def _note_unparsed(failures: pd.DataFrame, file: str) -> dict[str, dict[str, Any]]:
+    """Date column -> count and first rows of values that are not dates, each logged as a
+    warning (they are rejected; a format problem shows here before it costs many rows)."""
+    bad = failures[failures["check"] == "not_a_date"]
+    notes = {}
+    for column, cases in bad.groupby("column", sort=False):
+        rows = sorted(int(i) for i in cases["index"])
+        notes[str(column)] = {"count": len(rows), "rows": rows[:5]}
+        log.warning(
+            "%s: column '%s' has %d value%s that %s not read as dates (%s; e.g. %s): "
+            "check ingest.date_format / dayfirst.",
+            file, column, len(rows), "s" if len(rows) != 1 else "",
+            "are" if len(rows) != 1 else "is", _rows(rows), _quote(cases["failure_case"].iloc[0]),
+        )  # fmt: skip
+    return notes
 
 
 def _log_rejects(reasons: pd.Series, n_rows: int, file: str) -> None:

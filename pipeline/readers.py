@@ -47,6 +47,10 @@ class ReadOptions:
     max_bad_share: float = 0.05
     # Above this share of a file's rows rejected, the file as a whole is taken to be wrong.
     max_reject_share: float = 0.5
+    # Dates before this day are taken as typos (a year 1900 or 0001) and their rows rejected.
+    min_date: str = "1990-01-01"
+    # Rows that repeat an earlier row in every column: drop (counted) or error.
+    duplicates: str = "drop"
 
     def __post_init__(self) -> None:
         if len(self.delimiter) != 1:
@@ -80,6 +84,19 @@ class ReadOptions:
         if not 0 < self.max_reject_share <= 1:
             raise ConfigError(
                 f"`ingest.max_reject_share` must be > 0 and <= 1; got {self.max_reject_share!r}."
+            )
+        try:
+            start = pd.Timestamp(str(self.min_date))
+        except (ValueError, TypeError):
+            start = pd.NaT
+        if pd.isna(start):
+            raise ConfigError(
+                f"`ingest.min_date` must be a date such as '1990-01-01'; got {self.min_date!r}."
+            )
+        object.__setattr__(self, "min_date", start.strftime("%Y-%m-%d"))
+        if self.duplicates not in ("drop", "error"):
+            raise ConfigError(
+                f"`ingest.duplicates` must be 'drop' or 'error'; got {self.duplicates!r}."
             )
 
     @classmethod

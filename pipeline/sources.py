@@ -49,7 +49,14 @@ import yaml
 
 from features.fit import KNOWN_COLUMNS
 from features.pii import personal_kind
-from pipeline.contract import DATETIME, REJECT_COLUMNS, parse_dates, parse_moment
+from pipeline.contract import (
+    DATETIME,
+    REJECT_COLUMNS,
+    parse_dates,
+    parse_moment,
+    to_naive_utc,
+    utc_now,
+)
 from pipeline.errors import ConfigError, DataError, LeadpropError
 from pipeline.readers import ReadOptions, read_table
 
@@ -791,9 +798,6 @@ class Mapped:
     lead_level: bool
 
 
-PLACEHOLDER_CREATED = pd.Timestamp("1970-01-01")
-
-
 def map_export(config: SourceConfig, export: Export) -> Mapped:
     """Check the export against the config and rename it onto the contract.
 
@@ -846,7 +850,9 @@ def map_export(config: SourceConfig, export: Export) -> Mapped:
     lead_level = not config.time_aware
     leads = pd.DataFrame(out, index=raw.index)
     if lead_level:
-        leads["created_at"] = pd.Series(PLACEHOLDER_CREATED, index=raw.index).astype(DATETIME)
+        # The earliest plausible day (ingest.min_date), so no real date is before it.
+        leads["created_at"] = pd.Series(pd.Timestamp(config.leads.read.min_date),
+                                        index=raw.index).astype(DATETIME)
         if events is not None:
             notes.append("events: a lead-level export (no created_at) uses the activity log "
                          "for the outcome only; behaviour must come as lead columns")
@@ -1225,6 +1231,14 @@ def _dates(text: pd.Series, options: ReadOptions, spec: ColumnSpec, config: Sour
     if bad.any():
         notes.append(f"{spec.column!r}: {int(bad.sum())} value(s) that are not dates read as "
                      "missing")
+    # Implausible dates (typos such as 2062) would skew "days before exported_at".
+    end = config.exported_at if config.exported_at is not None else utc_now()
+    odd = (values > end) | (values < to_naive_utc(options.min_date))
+    if odd.any():
+        notes.append(f"{spec.column!r}: {int(odd.sum())} date(s) after the export moment "
+                     f"{end:%Y-%m-%d} or before {options.min_date} read as missing (e.g. "
+                     f"{_show(text[odd].iloc[0])})")
+        values = values.mask(odd)
     return values
 
 

@@ -185,7 +185,7 @@ def run(
     raw_leads = read_table(leads_path, options, "leads")
     raw_leads, personal_leads = screen_personal(
         raw_leads, str(leads_path), personal, frozenset(LEADS_DATE_COLUMNS))
-    leads, rejects_leads = validate_leads(raw_leads, str(leads_path), options)
+    leads, rejects_leads = validate_leads(raw_leads, str(leads_path), options, moment)
     personal_events: dict[str, str] = {}
     if events_path is None:
         events, rejects_events = empty_events(), empty_rejects(EVENTS_REQUIRED)
@@ -265,13 +265,16 @@ def run_source(
     `out_dir/source.json`. A lead-level export (no created_at) is written without
     `created_at`; its export moment is kept as `leads.attrs["exported_at"]`.
     """
-    moment = _resolve_now(now)
+    # The export moment: ingest.now, else the config's exported_at, else the wall clock.
+    moment = (config.exported_at if now is None and config.exported_at is not None
+              else _resolve_now(now))
     out_dir, reports_dir = Path(out_dir), Path(reports_dir)
     export = sources.read_export(config)
     mapped = sources.map_export(config, export)
     leads_file = str(config.leads.path)
     with sources.source_messages(config.file, "leads.read", config.leads.map):
-        leads, rejects_leads = validate_leads(mapped.leads, leads_file, config.leads.read)
+        leads, rejects_leads = validate_leads(mapped.leads, leads_file, config.leads.read,
+                                              moment)
     end = None
     if mapped.lead_level:
         leads, rejects_leads = sources.drop_placeholder(leads), sources.drop_placeholder(

@@ -17,10 +17,11 @@ from pipeline.contract import (
     LEADS_REQUIRED,
     LEADS_SCHEMA,
     data_quality_report,
+    empty_rejects,
     validate_events,
     validate_leads,
 )
-from pipeline.errors import DataError
+from pipeline.errors import ConfigError, DataError
 from pipeline.readers import ReadOptions, read_table
 from pipeline.stages.ingest import run
 
@@ -304,10 +305,13 @@ def test_accounting_holds_for_any_mix_of_rows(rows) -> None:
         leads, rejects = validate_leads(frame, "leads.csv", LENIENT)
     except DataError:
         return  # a whole column unreadable: refusing the file is allowed
-    assert len(leads) + len(rejects) == len(frame)
+    # Every row is clean, rejected or an exact duplicate of an earlier row (dropped, counted).
+    repeat = frame.duplicated()
+    assert leads.attrs["duplicates_dropped"] == int(repeat.sum())
+    assert len(leads) + len(rejects) + int(repeat.sum()) == len(frame)
     assert sorted(
         rejects["source_row"].tolist() + [ids.index(i) + 2 for i in leads["lead_id"]]
-    ) == list(frame.index)
+    ) == list(frame.index[~repeat])
     assert rejects["reason"].str.len().gt(0).all()
 
     event_ids = ["ghost" if r[4] == "ghost" else ids[i] for i, r in enumerate(rows)]
@@ -319,6 +323,139 @@ def test_accounting_holds_for_any_mix_of_rows(rows) -> None:
         events, rejected_events = validate_events(events_raw, leads, "events.csv", LENIENT, NOW)
     except DataError:
         return
-    assert len(events) + len(rejected_events) == len(events_raw)
+    n_repeat = int(events_raw.duplicated().sum())
+    assert events.attrs["duplicates_dropped"] == n_repeat
+    assert len(events) + len(rejected_events) + n_repeat == len(events_raw)
     assert events["lead_id"].isin(leads["lead_id"]).all()
     assert (events["timestamp"] <= NOW).all()
+
+
+def test_lead_dates_after_the_export_moment_or_before_min_date_are_rejected() -> None:
+    frame = raw({
+        "lead_id": ["ok", "future_lost", "future_created", "ancient", "ok2"],
+        "created_at": ["2025-05-01", "2025-05-01", "2062-05-01", "1900-01-01", "2025-06-30"],
+        "converted": ["0", "0", "0", "1", "0"],
+        "lost_at": [None, "2062-05-01", None, None, "2025-06-30 23:00:00"],
+        "converted_at": [None, None, None, "1900-02-01", None],
+    })
+    leads, rejects = validate_leads(frame, "leads.csv", LENIENT,
+                                    now=pd.Timestamp("2025-06-30 23:00:00"))
+    assert leads["lead_id"].tolist() == ["ok", "ok2"]  # == the export moment is kept
+    assert dict(zip(rejects["source_row"], rejects["reason"], strict=True)) == {
+        3: "lost_at is after the export moment 2025-06-30 23:00:00",
+        4: "created_at is after the export moment 2025-06-30 23:00:00",
+        5: "created_at is before 1990-01-01 (ingest.min_date); "
+           "converted_at is before 1990-01-01 (ingest.min_date)",
+    }
+    _, rejects = validate_leads(frame.iloc[:2], "leads.csv", now=pd.Timestamp("2025-06-30"))
+    assert rejects["reason"].tolist() == ["lost_at is after the export moment 2025-06-30"]
+
+
+def test_min_date_is_a_read_option() -> None:
+    frame = raw({"lead_id": ["a", "b"], "created_at": ["1985-03-01", "2025-01-01"],
+                 "converted": ["0", "0"]})
+    leads, _ = validate_leads(frame, "leads.csv", ReadOptions(min_date="1980-01-01"), now=NOW)
+    assert leads["lead_id"].tolist() == ["a", "b"]
+    assert ReadOptions.from_params({"min_date": pd.Timestamp("1980-01-01").date()}).min_date \
+        == "1980-01-01"
+    with pytest.raises(ConfigError, match="ingest.min_date.*'soon'"):
+        ReadOptions(min_date="soon")
+
+
+def test_events_before_min_date_are_rejected() -> None:
+    leads, _ = validate_leads(raw({"lead_id": ["a"], "created_at": ["2025-01-01"],
+                                   "converted": ["0"]}), "leads.csv", now=NOW)
+    events, rejects = validate_events(
+        raw({"lead_id": ["a", "a"], "timestamp": ["1970-01-01", "2025-01-02"],
+             "event_type": ["x", "y"]}), leads, "events.csv", LENIENT, now=NOW)
+    assert events["event_type"].tolist() == ["y"]
+    assert rejects["reason"].tolist() == ["timestamp is before 1990-01-01 (ingest.min_date)"]
+
+
+def test_a_date_only_value_on_the_creation_day_is_that_day(tmp_path: Path) -> None:
+    frame = raw({
+        "lead_id": ["same_day", "day_before", "datetime_before", "later"],
+        "created_at": ["2025-03-01 14:00:00"] * 4,
+        "converted": ["0", "0", "0", "1"],
+        "lost_at": ["2025-03-01", "2025-02-28", "2025-03-01 13:59:00", None],
+        "converted_at": [None, None, None, "2025-03-02"],
+    })
+    leads, rejects = validate_leads(frame, "leads.csv", LENIENT, now=NOW)
+    assert leads["lead_id"].tolist() == ["same_day", "later"]
+    assert rejects["reason"].tolist() == ["lost_at is before created_at"] * 2
+    assert leads["lost_at"].iloc[0] == pd.Timestamp("2025-03-01 14:00:00")  # clipped
+    assert leads["converted_at"].iloc[1] == pd.Timestamp("2025-03-02")  # untouched
+    assert frame["lost_at"].iloc[0] == "2025-03-01"  # the input is not changed
+    report = data_quality_report(leads, rejects)
+    assert report["leads"]["dates_clipped_to_created_at"] == {"lost_at": 1}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [ReadOptions(), ReadOptions(date_format="%d.%m.%Y %H:%M:%S"),
+     ReadOptions(date_format="%d.%m.%Y %H:%M"), ReadOptions(date_format="%d.%m.%Y"),
+     ReadOptions(dayfirst=True)],
+    ids=["iso", "format_seconds", "format_minutes", "format_date", "dayfirst"],
+)
+def test_mixed_precision_in_one_column_parses(options: ReadOptions) -> None:
+    iso = options.date_format is None and not options.dayfirst
+    values = (["2025-02-03 10:30:15", "2025-02-03 10:30", "2025-02-03"] if iso
+              else ["03.02.2025 10:30:15", "03.02.2025 10:30", "03.02.2025"])
+    leads, rejects = validate_leads(raw({"lead_id": ["A", "B", "C"], "created_at": values,
+                                         "converted": ["0", "0", "0"]}), "leads.csv", options,
+                                    now=NOW)
+    assert rejects.empty
+    assert leads["created_at"].tolist() == [
+        pd.Timestamp("2025-02-03 10:30:15"), pd.Timestamp("2025-02-03 10:30"),
+        pd.Timestamp("2025-02-03")]
+
+
+def test_any_unparsed_date_is_logged_and_noted(caplog: pytest.LogCaptureFixture) -> None:
+    n = 40
+    frame = raw({"lead_id": [f"L{i}" for i in range(n)],
+                 "created_at": ["2025-01-01"] * (n - 1) + ["soon"],
+                 "converted": ["0"] * n})
+    with caplog.at_level("WARNING", logger="pipeline.contract"):
+        leads, rejects = validate_leads(frame, "leads.csv", now=NOW)
+    assert len(rejects) == 1
+    assert any("column 'created_at' has 1 value that is not read as dates (row 41; "
+               "e.g. 'soon')" in r.getMessage() for r in caplog.records)
+    report = data_quality_report(leads, rejects)
+    assert report["leads"]["unparsed_dates"] == {"created_at": {"count": 1, "rows": [41]}}
+    assert data_quality_report(*validate_leads(frame.iloc[:-1], "leads.csv", now=NOW)
+                               )["leads"]["unparsed_dates"] == {}
+
+
+def test_exact_duplicate_rows_are_dropped_and_counted() -> None:
+    frame = raw({"lead_id": ["a", "b", "a", "a", "c"],
+                 "created_at": ["2025-01-01", "2025-01-02", "2025-01-01", "2025-01-01",
+                                "2025-01-03"],
+                 "converted": ["0", "1", "0", "0", "0"],
+                 "lost_at": [None, None, None, None, None]})
+    leads, rejects = validate_leads(frame, "leads.csv", now=NOW)
+    assert leads["lead_id"].tolist() == ["a", "b", "c"]
+    assert rejects.empty
+    report = data_quality_report(leads, rejects)
+    assert report["leads"]["duplicates_dropped"] == 2
+    assert report["leads"]["rows_in"] == 3  # after the duplicates: rows_in = clean + rejected
+    with pytest.raises(DataError, match=r"leads.csv: 2 rows of the leads file repeat an "
+                       r"earlier row in every column \(rows 4, 5; e.g. row 4 is a copy of "
+                       r"row 2\)"):
+        validate_leads(frame, "leads.csv", ReadOptions(duplicates="error"), now=NOW)
+    # Same id, another value: not an exact duplicate, so still refused as a duplicate id.
+    clash = frame.assign(converted=["0", "1", "1", "0", "0"])
+    with pytest.raises(DataError, match="appear more than once"):
+        validate_leads(clash, "leads.csv", now=NOW)
+    with pytest.raises(ConfigError, match="ingest.duplicates"):
+        ReadOptions(duplicates="keep")
+
+
+def test_exact_duplicate_events_are_dropped_and_counted() -> None:
+    leads, _ = validate_leads(raw({"lead_id": ["a"], "created_at": ["2025-01-01"],
+                                   "converted": ["0"]}), "leads.csv", now=NOW)
+    events, _ = validate_events(
+        raw({"lead_id": ["a", "a", "a"], "timestamp": ["2025-01-02"] * 3,
+             "event_type": ["x", "x", "y"]}), leads, "events.csv", now=NOW)
+    assert events["event_type"].tolist() == ["x", "y"]
+    assert data_quality_report(leads, empty_rejects([]), events,
+                               empty_rejects([]))["events"]["duplicates_dropped"] == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -164,3 +165,41 @@ def test_settings_message_names_value():
     with pytest.raises(SettingsError, match="label.horizon_days"):
         SnapshotSettings.from_params({}, {"horizon_days": 0})
     assert SnapshotSettings.from_params({"ages_days": [30, 1]}, {}).ages_days == (1, 30)
+
+
+def _many_leads(n: int) -> pd.DataFrame:
+    created = pd.Series(T0 + pd.to_timedelta(np.arange(n) * 3600, unit="s"))
+    return pd.DataFrame({"lead_id": [f"L{i}" for i in range(n)],
+                         "created_at": created.astype("datetime64[us]"),
+                         "converted": np.zeros(n, dtype=np.int8)})
+
+
+def test_data_end_drops_an_isolated_top_tail():
+    leads = _many_leads(2000)
+    last = leads["created_at"].max()
+    poisoned = leads.copy()
+    poisoned.loc[5, "created_at"] = pd.Timestamp("2062-01-01")
+    assert data_end(poisoned) == last
+    # A tail close to the rest (within 28 days) is real data and kept.
+    near = leads.copy()
+    near.loc[5, "created_at"] = last + pd.Timedelta(days=20)
+    assert data_end(near) == last + pd.Timedelta(days=20)
+    # Too few moments to tell a tail: the latest one counts.
+    assert data_end(poisoned.iloc[:100]) == pd.Timestamp("2062-01-01")
+
+
+def test_data_end_tail_rule_scales_with_the_typical_gap():
+    leads = _many_leads(2000)
+    sparse = leads.assign(created_at=T0 + (leads["created_at"] - T0) * 24 * 7)  # weekly
+    last = sparse["created_at"].max()
+    late = sparse.copy()
+    late.loc[5, "created_at"] = last + pd.Timedelta(days=60)  # < 10 weekly gaps
+    assert data_end(late) == last + pd.Timedelta(days=60)
+    late.loc[5, "created_at"] = last + pd.Timedelta(days=80)  # > 10 weekly gaps
+    assert data_end(late) == last
+
+
+def test_data_end_export_moment_is_authoritative():
+    leads = _many_leads(10)
+    leads.attrs["exported_at"] = "2025-01-01T05:00:00"
+    assert data_end(leads) == pd.Timestamp("2025-01-01 05:00:00")

@@ -465,3 +465,46 @@ def test_from_params_reads_paths_now_and_options(tmp_path: Path) -> None:
     assert counts["leads"]["rows_clean"] == 3
     assert (tmp_path / "interim" / "events.parquet").exists()
     assert (tmp_path / "rep" / "data_quality.json").exists()
+
+
+def test_source_dates_after_exported_at_are_rejected_or_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from pipeline.sources import load_source
+    from pipeline.stages.ingest import run_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "leads.csv").write_text(
+        "ID,Created,Stage,Closed,Signed\n"
+        "1,2024-02-01,Won,2024-02-20,2024-01-15\n"
+        "2,2024-02-02,Won,2062-02-20,2024-01-16\n"    # won in 2062: a typo
+        "3,2024-02-03,Open,,2062-01-17\n"             # a date extra in 2062
+        "4,2024-02-04,Open,,2024-01-18\n", encoding="utf-8")
+    (tmp_path / "src.yaml").write_text(yaml.safe_dump({
+        "leads": {"path": "leads.csv", "map": {"lead_id": "ID", "created_at": "Created"},
+                  "roles": {"Signed": {"role": "fit", "type": "date"}}},
+        "outcome": {"column": "Stage", "positive": ["Won"], "negative": ["Lost", "Open"],
+                    "date": "Closed"},
+        "exported_at": "2024-03-01",
+    }), encoding="utf-8")
+    run_source(load_source("src.yaml"), tmp_path / "interim", tmp_path / "reports")
+    rejects = pd.read_csv(tmp_path / "interim" / "rejects_leads.csv", dtype=str)
+    assert rejects["reason"].tolist() == ["converted_at is after the export moment 2024-03-01"]
+    leads = pd.read_parquet(tmp_path / "interim" / "leads.parquet")
+    assert leads["lead_id"].tolist() == ["1", "3", "4"]
+    signed = [c for c in leads.columns if c.lower().startswith("signed")][0]
+    assert leads[signed].isna().tolist() == [False, True, False]
+
+
+def test_date_only_values_set_to_created_at_are_counted_in_the_report(tmp_path: Path) -> None:
+    lines = ["lead_id,created_at,converted,converted_at,lost_at",
+             "L1,2025-01-05 09:30:00,1,2025-01-05,",
+             "L2,2025-01-05 09:30:00,0,,2025-01-05",
+             "L3,2025-01-05 09:30:00,0,,2025-01-06"]
+    run_into(tmp_path, write(tmp_path / "leads.csv", lines), None)
+    report = json.loads((tmp_path / "reports" / "data_quality.json").read_text())
+    assert report["leads"]["rows_rejected"] == 0
+    assert report["leads"]["dates_clipped_to_created_at"] == {"converted_at": 1, "lost_at": 1}
+    leads = pd.read_parquet(tmp_path / "interim" / "leads.parquet")
+    assert leads["converted_at"].iloc[0] == pd.Timestamp("2025-01-05 09:30:00")

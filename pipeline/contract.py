@@ -174,7 +174,8 @@ def validate_leads(
     raw, n_duplicates = _drop_exact_duplicates(raw, file, "leads", options)
     _refuse_reserved_columns(raw, file)
     text = _normalise(raw)
-    dates = {c: parse_dates(text[c], options) for c in LEADS_DATE_COLUMNS if c in text}
+    dates = {c: parse_dates(text[c], options.for_column(c)) for c in LEADS_DATE_COLUMNS
+             if c in text}
     counts = {c: _parse_count(text[c], options.decimal) for c in LEADS_COUNT_COLUMNS if c in text}
     outcome = _parse_binary(text["converted"])
     created = dates["created_at"]
@@ -262,7 +263,7 @@ def validate_events(
     raw, n_duplicates = _drop_exact_duplicates(raw, file, "events", options)
     _refuse_reserved_columns(raw, file)
     text = _normalise(raw)
-    stamps = parse_dates(text["timestamp"], options)
+    stamps = parse_dates(text["timestamp"], options.for_column("timestamp"))
     known = pd.Index(leads["lead_id"].dropna().unique())
     rejected = pd.Index(pd.Series(list(rejected_lead_ids), dtype="str").dropna().unique())
 
@@ -739,7 +740,9 @@ def _refuse_bad_columns(
             "aside as rejects"
         )
         if check == "not_a_date":
-            message = f"{head}, so {_date_advice(bad['failure_case'], options)}"
+            col = str(column)
+            advice = _date_advice(bad["failure_case"], options.for_column(col), col)
+            message = f"{head}, so {advice}"
         else:
             message = (
                 f"{head}, so the column probably holds something else (ranges such as "
@@ -755,18 +758,27 @@ def _refuse_bad_columns(
         )
 
 
-def _date_advice(values: pd.Series, options: ReadOptions) -> str:
+def _date_advice(values: pd.Series, options: ReadOptions, column: str = "") -> str:
+    """What was tried and what would read `column`: a format guessed from its own values,
+    to set for this column only (`ingest.date_formats`), so fixing one column never breaks
+    another that is written differently."""
     if options.date_format:
-        reading = f"with ingest.date_format {options.date_format!r}"
+        reading = f"with the format {options.date_format!r}"
     elif options.dayfirst:
         reading = "day-first (ingest.dayfirst)"
     else:
         reading = f"as {_ISO}"
     guesses = _guess_date_formats(values.astype("str").head(200))
     guess = f" (these look like {' or '.join(repr(g) for g in guesses)})" if guesses else ""
+    if guesses and column:
+        fix = (f"set the format for this column only: ingest.date_formats: "
+               f"{{{column}: '{guesses[0]}'}} (other date columns keep theirs)")
+    else:
+        fix = ("set ingest.date_formats: {" + (column or "<column>") + ": '<format>'} for "
+               "this column (or ingest.date_format for every date column)")
     return (
-        f"the file probably writes dates in another format than the one read ({reading}). "
-        f"Fix them, or set ingest.date_format if the file uses another format{guess}."
+        f"the file probably writes dates in another format than the one read ({reading}){guess}. "
+        f"Fix them, or {fix}."
     )
 
 

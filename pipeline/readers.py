@@ -13,7 +13,7 @@ import codecs
 import csv
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,9 @@ class ReadOptions:
     encoding: str = "utf-8"
     decimal: str = "."
     date_format: str | None = None
+    # Per-column formats (contract column name -> strftime format, e.g. {lost_at: '%d.%m.%Y'})
+    # overriding date_format for that column: exports often write two dates two ways.
+    date_formats: Mapping[str, str] = field(default_factory=dict)
     na_values: tuple[str, ...] = ("",)
     dayfirst: bool = False
     # Above this share of a column's non-empty values failing to parse (dates, counts) the
@@ -72,6 +75,15 @@ class ReadOptions:
                 "`ingest.date_format` must be a strftime-style format such as '%d/%m/%Y' or "
                 f"'%Y-%m-%d %H:%M'; got {self.date_format!r}."
             )
+        if not isinstance(self.date_formats, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) and "%" in v
+            for k, v in self.date_formats.items()
+        ):
+            raise ConfigError(
+                "`ingest.date_formats` must map column names to strftime formats, e.g. "
+                f"{{lost_at: '%d.%m.%Y'}}; got {self.date_formats!r}."
+            )
+        object.__setattr__(self, "date_formats", dict(self.date_formats))
         if isinstance(self.na_values, str) or not all(isinstance(v, str) for v in self.na_values):
             raise ConfigError(
                 f"`ingest.na_values` must be a list of strings; got {self.na_values!r}."
@@ -98,6 +110,15 @@ class ReadOptions:
             raise ConfigError(
                 f"`ingest.duplicates` must be 'drop' or 'error'; got {self.duplicates!r}."
             )
+
+    def for_column(self, column: str) -> ReadOptions:
+        """These options with `date_formats[column]` (when given) as the date format."""
+        fmt = self.date_formats.get(column)
+        return self if fmt is None or fmt == self.date_format else replace(self, date_format=fmt)
+
+    def __hash__(self) -> int:
+        return hash((self.delimiter, self.encoding, self.date_format,
+                     tuple(sorted(self.date_formats.items())), self.na_values))
 
     @classmethod
     def from_params(cls, section: Mapping[str, Any] | None) -> ReadOptions:

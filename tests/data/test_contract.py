@@ -459,3 +459,38 @@ def test_exact_duplicate_events_are_dropped_and_counted() -> None:
     assert events["event_type"].tolist() == ["x", "y"]
     assert data_quality_report(leads, empty_rejects([]), events,
                                empty_rejects([]))["events"]["duplicates_dropped"] == 1
+
+
+def _two_formats() -> pd.DataFrame:
+    return raw({
+        "lead_id": [f"L{i}" for i in range(6)],
+        "created_at": [f"2025-03-0{i + 1} 10:00" for i in range(6)],
+        "converted": ["0"] * 6,
+        "lost_at": [f"2{i}.03.2025" for i in range(6)],
+    })
+
+
+def test_each_date_column_may_have_its_own_format() -> None:
+    options = ReadOptions(date_formats={"lost_at": "%d.%m.%Y"})
+    leads, rejects = validate_leads(_two_formats(), "leads.csv", options, now=NOW)
+    assert rejects.empty
+    assert leads["lost_at"].tolist() == [pd.Timestamp(f"2025-03-2{i}") for i in range(6)]
+    assert leads["created_at"].iloc[0] == pd.Timestamp("2025-03-01 10:00")
+
+
+def test_date_advice_names_a_format_for_the_failing_column_only() -> None:
+    """Two columns written two ways: the advice fixes the failing column without moving the
+    other (following it must work, not flip the error to the other column)."""
+    with pytest.raises(DataError) as err:
+        validate_leads(_two_formats(), "leads.csv", ReadOptions(), now=NOW)
+    message = str(err.value)
+    assert "'lost_at'" in message and "ingest.date_formats: {lost_at: '%d.%m.%Y'}" in message
+    validate_leads(_two_formats(), "leads.csv", ReadOptions(date_formats={"lost_at": "%d.%m.%Y"}),
+                   now=NOW)
+
+
+def test_date_formats_must_be_a_mapping_of_formats() -> None:
+    with pytest.raises(ConfigError, match="date_formats"):
+        ReadOptions(date_formats={"lost_at": "dd.mm.yyyy"})
+    assert ReadOptions.from_params({"date_formats": {"lost_at": "%d.%m.%Y"}}).for_column(
+        "lost_at").date_format == "%d.%m.%Y"

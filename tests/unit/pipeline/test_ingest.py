@@ -192,7 +192,7 @@ def test_mostly_unparseable_dates_name_date_format(tmp_path: Path) -> None:
     message = str(err.value)
     assert "leads.csv: column 'created_at' has 3 of 6 values that are not dates" in message
     assert "(rows 2, 3, 4; e.g. '13/01/2025', '14/01/2025')" in message
-    assert "set ingest.date_format" in message
+    assert "ingest.date_formats: {created_at: '%d/%m/%Y'}" in message  # this column only
     assert "'%d/%m/%Y'" in message  # the guess
     assert (err.value.column, err.value.n_rows, err.value.example) == (
         "created_at",

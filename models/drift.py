@@ -37,11 +37,13 @@ __all__ = [
     "FORMAT_VERSION",
     "PSI_WARN",
     "bin_counts",
+    "bin_sizes",
     "categorical_counts",
     "drift_psi",
     "drift_reference",
     "numeric_counts",
     "psi",
+    "psi_noise_floor",
     "psi_verdict",
     "quantile_edges",
     "reference_spec",
@@ -52,6 +54,26 @@ FORMAT_VERSION = 1
 EPS = 1e-4
 PSI_WARN = 0.25
 _MODERATE = 0.10
+# Below this many scored leads a batch's PSI is mostly sampling noise: no verdict.
+MIN_BATCH_LEADS = 50
+NOISE_QUANTILE = 0.99
+
+
+def psi_noise_floor(n: int, bins: int, n_reference: int | None = None,
+                    q: float = NOISE_QUANTILE) -> float:
+    """The PSI that sampling noise alone exceeds with probability 1 - q, for a batch of `n`
+    leads over `bins` bins (and a reference of `n_reference` rows, when known).
+
+    Under no drift n * PSI is close to a chi-square with bins - 1 degrees of freedom (PSI is
+    the symmetrised KL divergence, whose n-scaled form is the chi-square statistic), so the
+    floor is chi2_q(bins - 1) * (1/n + 1/n_reference). On 200 leads in 10 bins it is 0.108: a
+    small batch reaches the "moderate" 0.10 by chance."""
+    from scipy.stats import chi2
+
+    if n <= 0 or bins < 2:
+        return math.inf
+    inv = 1.0 / n + (1.0 / n_reference if n_reference else 0.0)
+    return float(chi2.ppf(q, bins - 1) * inv)
 
 
 def psi(expected: ArrayLike, actual: ArrayLike, eps: float = EPS) -> float:
@@ -77,10 +99,18 @@ def psi(expected: ArrayLike, actual: ArrayLike, eps: float = EPS) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def psi_verdict(value: float | None) -> str:
-    """'stable' (< 0.10), 'moderate' (0.10-0.25), 'significant' (> 0.25), 'n/a' for None/NaN."""
+def psi_verdict(value: float | None, n: int | None = None, bins: int | None = None) -> str:
+    """'stable' (< 0.10), 'moderate' (0.10-0.25), 'significant' (> 0.25), 'n/a' for None/NaN.
+
+    Given the batch size `n` (and the number of `bins`): 'too few leads to judge' below
+    `MIN_BATCH_LEADS`, and 'within noise' when the value does not clear the PSI that
+    sampling alone reaches for that size (`psi_noise_floor`)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
+    if n is not None and n < MIN_BATCH_LEADS:
+        return "too few leads to judge"
+    if n is not None and bins and value >= _MODERATE and value <= psi_noise_floor(n, bins):
+        return "within noise"
     if value < _MODERATE:
         return "stable"
     return "moderate" if value <= PSI_WARN else "significant"
@@ -188,8 +218,18 @@ def drift_psi(reference: Mapping[str, Any], counts: Mapping[str, ArrayLike]) -> 
         c = counts.get(name)
         if c is None or np.asarray(c).sum() == 0:
             continue
-        out[name] = psi(spec["shares"], c)
+        c = np.asarray(c, dtype=float)
+        # a bin a small batch leaves empty is not evidence of drift: Jeffreys' +0.5 per bin
+        # instead of eps (a newly empty decile alone gave PSI ~0.8 with eps 1e-4)
+        newly_empty = (c == 0) & (np.asarray(spec["shares"], dtype=float) > 0)
+        out[name] = psi(spec["shares"], c + 0.5 if newly_empty.any() else c)
     return out
+
+
+def bin_sizes(reference: Mapping[str, Any]) -> dict[str, int]:
+    """Variable -> number of bins in a drift reference (for `psi_verdict`)."""
+    specs = {"propensity": reference["propensity"], **reference.get("features", {})}
+    return {name: len(spec["shares"]) for name, spec in specs.items()}
 
 
 def top_features(names: Sequence[str], importances: ArrayLike, n: int = 10) -> list[str]:

@@ -528,8 +528,11 @@ def end_to_end(quality: Mapping[str, Any] | None, counts: Mapping[str, Any]) -> 
 
 
 def batch_summary(table: pd.DataFrame, not_open: pd.DataFrame, inputs: Inputs,
-                  orders: Mapping[str, Sequence[str]], psi: Mapping[str, float]) -> dict[str, Any]:
-    """Counts, band mix, movement, score distribution and drift of one batch (JSON-able)."""
+                  orders: Mapping[str, Sequence[str]], psi: Mapping[str, float],
+                  psi_bins: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """Counts, band mix, movement, score distribution and drift of one batch (JSON-able);
+    a drift verdict accounts for the batch size (`models.drift.psi_verdict`)."""
+    psi_bins = psi_bins or {}
     reasons = not_open["reason"].value_counts()
     counts = {
         "input": inputs.n_leads, "scored": len(table), "not_open": len(not_open),
@@ -568,8 +571,10 @@ def batch_summary(table: pd.DataFrame, not_open: pd.DataFrame, inputs: Inputs,
                                      for q in qs},
             "score_histogram": dict(zip(labels, (int(h) for h in hist), strict=True)),
         },
-        "drift": {k: {"psi": round(v, 6), "verdict": drift.psi_verdict(v)} for k, v in psi.items()},
-        "drift_warnings": [k for k, v in psi.items() if v > drift.PSI_WARN],
+        "drift": {k: {"psi": round(v, 6), "verdict": drift.psi_verdict(v, n, psi_bins.get(k))}
+                  for k, v in psi.items()},
+        "drift_warnings": [k for k, v in psi.items()
+                           if drift.psi_verdict(v, n, psi_bins.get(k)) == "significant"],
     }
 
 
@@ -735,7 +740,8 @@ def from_params(
                        "events": str(inputs.events_file) if inputs.events_file else None,
                        "leads_hash": leads_hash, "events_hash": events_hash},
             "previous_batch": previous_id,
-            **batch_summary(final, scored.not_open, inputs, orders, psi),
+            **batch_summary(final, scored.not_open, inputs, orders, psi,
+                            drift.bin_sizes(reference) if reference else None),
             "outputs": {**paths.as_dict(), "sql": sql.shown if sql else None},
         }
         if summary["drift_warnings"]:

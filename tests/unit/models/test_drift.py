@@ -15,6 +15,7 @@ from models.drift import (
     drift_reference,
     numeric_counts,
     psi,
+    psi_noise_floor,
     psi_verdict,
     quantile_edges,
     top_features,
@@ -159,3 +160,33 @@ def test_top_features_by_importance_then_name():
     assert top_features(["a", "b"], [0, 0]) == []
     with pytest.raises(ValueError):
         top_features(["a"], [1, 2])
+
+
+def test_a_newly_empty_decile_in_a_small_batch_is_not_significant_drift():
+    """Ten equal bins, a batch of 60 leads that happens to leave one empty: with eps 1e-4
+    that alone read as 'significant'; smoothed and judged against the noise floor it is not."""
+    ref = {"propensity": {"kind": "numeric", "edges": [], "shares": [0.1] * 10}}
+    counts = {"propensity": np.array([7, 7, 7, 7, 7, 7, 6, 6, 6, 0])}
+    raw_psi = psi([0.1] * 10, counts["propensity"])
+    assert psi_verdict(raw_psi) == "significant"  # the old reading
+    value = drift_psi(ref, counts)["propensity"]
+    assert value < raw_psi
+    assert psi_verdict(value, n=60, bins=10) in ("stable", "within noise")
+
+
+def test_psi_verdict_needs_enough_leads_and_clears_the_noise_floor():
+    assert psi_verdict(0.9, n=20, bins=10) == "too few leads to judge"
+    floor = psi_noise_floor(200, 10)
+    assert 0.10 < floor < 0.11  # chi2_0.99(9) / 200
+    assert psi_verdict(floor - 1e-6, n=200, bins=10) == "within noise"
+    assert psi_verdict(0.30, n=200, bins=10) == "significant"
+    assert psi_verdict(0.30, n=10_000, bins=10) == "significant"
+    assert psi_noise_floor(200, 10, n_reference=200) == pytest.approx(2 * floor)
+
+
+def test_psi_noise_floor_matches_simulated_no_drift_batches():
+    """The floor is the 99th percentile of PSI between a reference and samples drawn from it."""
+    rng = np.random.default_rng(0)
+    shares = np.full(10, 0.1)
+    values = [psi(shares, rng.multinomial(400, shares) + 0.0) for _ in range(2000)]
+    assert np.quantile(values, 0.99) == pytest.approx(psi_noise_floor(400, 10), rel=0.25)

@@ -52,6 +52,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from features.behaviour import as_epoch_us
 from features.fit import PERSONAL_COLUMNS
 from features.settings import FeatureSettings
 
@@ -375,12 +376,6 @@ def leakage_audit(
     }
 
 
-def _utc_ns(values: pd.Series) -> np.ndarray:
-    """Datetimes as int64 ns since the epoch (UTC; naive = UTC), NaT -> min int64."""
-    ts = pd.to_datetime(values, errors="coerce", utc=True)
-    return ts.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-
-
 def activity_after_outcome(leads: pd.DataFrame, events: pd.DataFrame | None) -> dict[str, Any]:
     """For leads with a known outcome date, the share of their events at or after it.
 
@@ -399,11 +394,11 @@ def activity_after_outcome(leads: pd.DataFrame, events: pd.DataFrame | None) -> 
              "events_at_or_after": 0, "share": None, "leads_with_activity_after": 0}
     nat = np.iinfo(np.int64).min
     n = len(leads)
-    conv = _utc_ns(leads["converted_at"]) if "converted_at" in leads else np.full(n, nat)
+    conv = as_epoch_us(leads["converted_at"]) if "converted_at" in leads else np.full(n, nat)
     if "converted" in leads:
         is_conv = pd.to_numeric(leads["converted"], errors="coerce").fillna(0).to_numpy() == 1
         conv = np.where(is_conv, conv, nat)
-    lost = _utc_ns(leads["lost_at"]) if "lost_at" in leads else np.full(n, nat)
+    lost = as_epoch_us(leads["lost_at"]) if "lost_at" in leads else np.full(n, nat)
     big = np.iinfo(np.int64).max
     when = np.minimum(np.where(conv == nat, big, conv), np.where(lost == nat, big, lost))
     kind = np.where(when == big, "", np.where(when == conv, "converted", "lost"))
@@ -417,7 +412,7 @@ def activity_after_outcome(leads: pd.DataFrame, events: pd.DataFrame | None) -> 
         return out
     ids = pd.Index(leads["lead_id"].astype(str)[known].to_numpy())
     pos = ids.get_indexer(events["lead_id"].astype(str).to_numpy())
-    ts = _utc_ns(events["timestamp"])
+    ts = as_epoch_us(events["timestamp"])
     ok = (pos >= 0) & (ts != nat)
     pos, ts = pos[ok], ts[ok]
     lead_when, lead_kind = when[known][pos], kind[known][pos]

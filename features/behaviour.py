@@ -88,7 +88,7 @@ def as_datetime_us(values: pd.Series) -> pd.Series:
     return out.astype("datetime64[us]")
 
 
-def _as_us(values: pd.Series) -> np.ndarray:
+def as_epoch_us(values: pd.Series) -> np.ndarray:
     """Datetimes as int64 epoch microseconds (NaT -> int64 min)."""
     return as_datetime_us(values).to_numpy().view(np.int64)
 
@@ -409,7 +409,7 @@ def behaviour_features(
     n = len(spine)
     lead_codes, lead_keys = pd.factorize(spine["lead_id"].astype(str), sort=True)
     kq = lead_codes.astype(np.int32)
-    q = _as_us(spine["as_of"])
+    q = as_epoch_us(spine["as_of"])
     order = np.lexsort((q, kq))  # internal order: by (lead, as_of)
     identity = bool(np.array_equal(order, np.arange(n)))
     if not identity:

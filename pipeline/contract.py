@@ -279,11 +279,7 @@ def validate_events(
             nullable=False,
             checks=[
                 _parsed_check(stamps, "not_a_date"),
-                _check(lambda s: ~(stamps.loc[s.index] > now), "in_future"),
-                _check(
-                    lambda s: ~(stamps.loc[s.index] < to_naive_utc(options.min_date)),
-                    "before_min_date",
-                ),
+                *_plausible_checks(stamps, now, to_naive_utc(options.min_date), "in_future"),
             ],
         ),
         "event_type": pa.Column(nullable=False),
@@ -530,10 +526,12 @@ def _check(fn: Callable[[pd.Series], pd.Series], name: str) -> pa.Check:
     return pa.Check(fn, name=name)
 
 
-def _plausible_checks(parsed: pd.Series, now: pd.Timestamp, start: pd.Timestamp) -> list[pa.Check]:
-    """Fail where a parsed date is after the export moment `now` or before `start`."""
+def _plausible_checks(parsed: pd.Series, now: pd.Timestamp, start: pd.Timestamp,
+                      future: str = "after_export") -> list[pa.Check]:
+    """Fail where a parsed date is after the export moment `now` (check `future`: a lead
+    date "after the export moment", an event "in the future") or before `start`."""
     return [
-        pa.Check(lambda s: ~(parsed.loc[s.index] > now), name="after_export"),
+        pa.Check(lambda s: ~(parsed.loc[s.index] > now), name=future),
         pa.Check(lambda s: ~(parsed.loc[s.index] < start), name="before_min_date"),
     ]
 
@@ -845,7 +843,7 @@ def _note_unparsed(failures: pd.DataFrame, file: str) -> dict[str, dict[str, Any
         notes[str(column)] = {"count": len(rows), "rows": rows[:5]}
         log.warning(
             "%s: column '%s' has %d value%s that %s not read as dates (%s; e.g. %s): "
-            "check ingest.date_format / dayfirst.",
+            "check ingest.date_format / date_formats / dayfirst.",
             file, column, len(rows), "s" if len(rows) != 1 else "",
             "are" if len(rows) != 1 else "is", _rows(rows), _quote(cases["failure_case"].iloc[0]),
         )  # fmt: skip

@@ -23,7 +23,7 @@ import html
 import io
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -607,6 +607,13 @@ def _td(text: str, cls: str | None = None, title: str | None = None) -> str:
     return f"<td{attrs}>{_e(text)}</td>"
 
 
+def _table(headers: Sequence[str], rows: Iterable[str]) -> str:
+    """A `<table>` with escaped `headers` and ready-made `<td>` cells per row."""
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    body = "".join(f"<tr>{cells}</tr>" for cells in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def _img(plots: Mapping[str, bytes], name: str, alt: str, caption: str) -> str:
     if name not in plots:
         return ""
@@ -974,37 +981,23 @@ def _leakage_section(ctx: ReportContext) -> str:
         out.append("<p>No suspects among the columns the model uses.</p>" if reviewed
                    else "<p>No suspects found.</p>")
     else:
-        out.append(
-            "<table><thead><tr><th>Column</th><th>Score</th><th>Reasons</th><th>Excluded</th>"
-            "<th>Reviewed safe</th></tr></thead><tbody>"
-        )
-        for s in top:
-            out.append(
-                "<tr>"
-                + _td(str(s.get("column", "?")))
-                + _td(_fmt(s.get("score"), "dec3"), "num")
-                + f"<td>{_reasons_html(s.get('reasons'))}</td>"
-                + _td("✓ excluded" if s.get("excluded") else "—")
-                + _td("✓ safe" if s.get("safe") else "—")
-                + "</tr>"
-            )
-        out.append("</tbody></table>")
+        out.append(_table(
+            ("Column", "Score", "Reasons", "Excluded", "Reviewed safe"),
+            (_td(str(s.get("column", "?")))
+             + _td(_fmt(s.get("score"), "dec3"), "num")
+             + f"<td>{_reasons_html(s.get('reasons'))}</td>"
+             + _td("✓ excluded" if s.get("excluded") else "—")
+             + _td("✓ safe" if s.get("safe") else "—")
+             for s in top)))
     if reviewed:
-        out.append(
-            "<h3>Excluded and reviewed-safe columns</h3><table><thead><tr><th>Column</th>"
-            "<th>Status</th><th>Why</th><th>Score</th><th>Evidence</th></tr></thead><tbody>"
-        )
-        for r in reviewed:
-            out.append(
-                "<tr>"
-                + _td(str(r.get("column", "?")))
-                + _td(str(r.get("status", "—")))
-                + _td(str(r.get("reason", "—")).split(" (evidence:")[0])
-                + _td(_fmt(r.get("score"), "dec3"), "num")
-                + f"<td>{_reasons_html(r.get('reasons'))}</td>"
-                + "</tr>"
-            )
-        out.append("</tbody></table>")
+        out.append("<h3>Excluded and reviewed-safe columns</h3>" + _table(
+            ("Column", "Status", "Why", "Score", "Evidence"),
+            (_td(str(r.get("column", "?")))
+             + _td(str(r.get("status", "—")))
+             + _td(str(r.get("reason", "—")).split(" (evidence:")[0])
+             + _td(_fmt(r.get("score"), "dec3"), "num")
+             + f"<td>{_reasons_html(r.get('reasons'))}</td>"
+             for r in reviewed)))
     out.append(_leakage_activity(ctx.leakage.get("activity_after_outcome")))
     return "".join(out)
 

@@ -362,9 +362,15 @@ def test_min_date_is_a_read_option() -> None:
         ReadOptions(min_date="soon")
 
 
-def test_events_before_min_date_are_rejected() -> None:
+def _one_lead() -> pd.DataFrame:
+    """A valid leads table of one lead `a`, created 2025-01-01 (for event tests)."""
     leads, _ = validate_leads(raw({"lead_id": ["a"], "created_at": ["2025-01-01"],
                                    "converted": ["0"]}), "leads.csv", now=NOW)
+    return leads
+
+
+def test_events_before_min_date_are_rejected() -> None:
+    leads = _one_lead()
     events, rejects = validate_events(
         raw({"lead_id": ["a", "a"], "timestamp": ["1970-01-01", "2025-01-02"],
              "event_type": ["x", "y"]}), leads, "events.csv", LENIENT, now=NOW)
@@ -451,8 +457,7 @@ def test_exact_duplicate_rows_are_dropped_and_counted() -> None:
 
 
 def test_exact_duplicate_events_are_dropped_and_counted() -> None:
-    leads, _ = validate_leads(raw({"lead_id": ["a"], "created_at": ["2025-01-01"],
-                                   "converted": ["0"]}), "leads.csv", now=NOW)
+    leads = _one_lead()
     events, _ = validate_events(
         raw({"lead_id": ["a", "a", "a"], "timestamp": ["2025-01-02"] * 3,
              "event_type": ["x", "x", "y"]}), leads, "events.csv", now=NOW)

@@ -93,7 +93,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cfg: dict[str, Any],
 
 
 @pytest.mark.parametrize("name", ["example.yaml", "xeducation.yaml", "amocrm_fixture.yaml",
-                                  "eventlog_fixture.yaml"])
+                                  "eventlog_fixture.yaml", "directmail.yaml"])
 def test_shipped_configurations_are_valid(name: str) -> None:
     cfg = load_source(ROOT / "sources" / name)
     assert cfg.leads.roles

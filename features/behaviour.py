@@ -534,3 +534,38 @@ def behaviour_columns(types: Sequence[str], settings: FeatureSettings) -> list[s
     cols += [f"decay_{g}" for g in settings.event_groups]
     cols += journey_columns(settings)
     return cols
+
+
+def group_decay_sums(spine: pd.DataFrame, events: pd.DataFrame | None,
+                     settings: FeatureSettings,
+                     half_lives_days: Sequence[float]) -> dict[float, pd.DataFrame]:
+    """`decay_<group>` of every intent group at each half-life (the sum of 2^(-age/h) over
+    the group's events before as_of, exactly as `behaviour_features` makes it for
+    `settings.decay_half_life_days`), one frame per half-life in `spine`'s row order and
+    index. For learning a half-life per group (`models.decay`)."""
+    for col in ("lead_id", "as_of"):
+        if col not in spine.columns:
+            raise ValueError(f"spine: missing column {col!r}")
+    lead_codes, lead_keys = pd.factorize(spine["lead_id"].astype(str), sort=True)
+    kq = lead_codes.astype(np.int32)
+    q = as_epoch_us(spine["as_of"])
+    order = np.lexsort((q, kq))
+    kq, q = kq[order], q[order]
+    ev = _encode_events(pd.Index(lead_keys), events)
+    code = {t: i for i, t in enumerate(ev.types)}
+    groups = {g: [code[t] for t in types if t in code]
+              for g, types in settings.event_groups.items()}
+    pos_q = _Locator(ev, kq, q, max_back_days=1).pos(kq, q)
+    start = ev.start[kq]
+    masks = [np.isin(ev.c, codes) for codes in groups.values()]
+    inverse = np.empty(len(spine), np.int64)
+    inverse[order] = np.arange(len(spine))
+    out: dict[float, pd.DataFrame] = {}
+    for h in half_lives_days:
+        if not (np.isfinite(h) and h > 0):
+            raise ValueError(f"half-lives must be > 0 days; got {h!r}")
+        rows = [np.zeros(len(spine)) for _ in groups]
+        _slice_sums(ev.ts, start, pos_q, q, float(h) * DAY_US, masks, rows)
+        out[float(h)] = pd.DataFrame({f"decay_{g}": r[inverse] for g, r in
+                                      zip(groups, rows, strict=True)}, index=spine.index)
+    return out

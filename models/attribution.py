@@ -7,8 +7,9 @@ each batch's `as_of`:
            = [score(new model, old features) - score(old model, old features)]    model part
            + [score(new model, new features) - score(new model, old features)]    data part
 
-The data part is split over feature families (an event group's counts, recency and decay;
-one fit attribute; one journey pattern; overall activity) by exact Shapley values over the
+The data part is split over feature families (the report groups of
+`features.build.feature_groups`: an event group's counts, recency and decay; one fit
+attribute; the journey patterns; overall activity) by exact Shapley values over the
 families whose features moved for that lead, in the new model's log-odds (the mean over
 fixed random orders when more than `max_exact` families moved). A family whose features did
 not move gets 0, whatever the trees' interactions; the shares are mapped to score points by
@@ -30,7 +31,9 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-__all__ = ["attribute_changes", "describe_feature", "feature_family"]
+from features.build import feature_groups
+
+__all__ = ["attribute_changes", "describe_feature"]
 
 _WINDOW = re.compile(r"^(?P<stem>.+)_(?P<w>\d+d|all)$")
 _ACTIVITY = ("events", "sessions", "active_days")
@@ -44,22 +47,6 @@ class _Bundle(Protocol):
     def contributions(self, frame: pd.DataFrame) -> pd.DataFrame: ...
 
     def raw_proba(self, frame: pd.DataFrame) -> np.ndarray: ...
-
-
-def feature_family(name: str) -> str:
-    """The family a feature belongs to (features/ naming conventions)."""
-    m = _WINDOW.match(name)
-    stem = m["stem"] if m else name
-    for prefix, family in (("days_since_last_", "{}"), ("days_since_seq_", "journey: {}"),
-                           ("grp_", "{}"), ("decay_", "{}"), ("seq_", "journey: {}"),
-                           ("landing_", "landing: {}"), ("evt_", "{}"), ("extra_", "{}")):
-        if name.startswith(prefix) and name != "decay_score":
-            return family.format((stem if stem.startswith(prefix) else name)[len(prefix):])
-    if name.startswith("fit_"):
-        return "fit: " + re.sub(r"_rank$", "", name[4:])
-    if name == "decay_score" or stem in _ACTIVITY:
-        return "activity"
-    return name
 
 
 def _window_words(w: str) -> str:
@@ -166,7 +153,7 @@ def attribute_changes(
     new_features: pd.DataFrame,
     *,
     model_words: str = "model retrained",
-    family_of: Callable[[str], str] = feature_family,
+    families: Mapping[str, str] | None = None,
     describe: Callable[[str, Any, Any], str] = describe_feature,
     n_causes: int = 2,
     same_model: bool | None = None,
@@ -175,6 +162,8 @@ def attribute_changes(
 ) -> pd.DataFrame:
     """Per lead (the index shared by both feature frames): `score_change`, `model_part`,
     one `data_part[<family>]` column per family that moved, and `change_reasons`.
+    Families are the report groups of `features.build.feature_groups` (`families`, e.g.
+    the bundle's `groups`, overrides them feature by feature).
 
     `same_model` (default: the two bundles are the same object) skips the model part.
     Raises ValueError when the two frames do not hold the same leads.
@@ -187,7 +176,9 @@ def attribute_changes(
     s_mid = s_old if same else new_bundle.predict_frame(old_features)["score"].to_numpy(
         np.float64)
     s_new = new_bundle.predict_frame(new_features)["score"].to_numpy(np.float64)
-    fam_of = [family_of(c) for c in features]
+    groups = feature_groups(features) if families is None else {
+        **feature_groups(features), **families}
+    fam_of = [groups[c] for c in features]
     uniq = list(dict.fromkeys(fam_of))
     members = [[c for c, f in zip(features, fam_of, strict=True) if f == u] for u in uniq]
     col_moved = {c: _changed(old_features[c], new_features[c]) for c in features}

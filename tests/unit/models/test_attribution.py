@@ -6,13 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.attribution import attribute_changes, describe_feature, feature_family
+from models.attribution import attribute_changes, describe_feature
 from models.bundle import ScoringBundle
 from models.settings import parse_bands, parse_calibration, parse_split, parse_train
 from models.training import train_all
 
 FEATURES = ["grp_pricing_30d", "grp_pricing_all", "days_since_last_pricing", "events_30d",
             "fit_industry"]
+GROUPS = {"grp_pricing_30d": "behaviour:pricing", "grp_pricing_all": "behaviour:pricing",
+          "days_since_last_pricing": "behaviour:pricing"}   # the bundle's `groups`
 
 
 def snapshots(n_leads: int, seed: int) -> pd.DataFrame:
@@ -73,25 +75,26 @@ def test_parts_add_up_to_the_change_for_every_lead(bundles, max_exact: int) -> N
     old = rows()
     new = old.assign(grp_pricing_30d=np.where(np.arange(len(old)) % 2 == 0, 0.0, 1.0),
                      days_since_last_pricing=32.0, events_30d=1.0)
-    got = attribute_changes(old_b, new_b, old, new, max_exact=max_exact)
+    got = attribute_changes(old_b, new_b, old, new, max_exact=max_exact,
+                            families=GROUPS)
     parts = got.filter(like="data_part[").sum(axis=1) + got["model_part"]
     assert np.allclose(parts, got["score_change"], atol=1e-9)
     expected = new_b.predict_frame(new)["score"] - old_b.predict_frame(old)["score"]
     assert (got["score_change"] == expected.to_numpy()).all()
-    assert {"data_part[pricing]", "data_part[activity]"} <= set(got.columns)
-    assert "data_part[fit: industry]" not in got.columns    # did not move: no share
+    assert {"data_part[behaviour:pricing]", "data_part[behaviour:activity]"} <= set(got.columns)
+    assert "data_part[fit:industry]" not in got.columns    # did not move: no share
 
 
 def test_one_event_ageing_out_is_named_and_nothing_else_moves(bundles) -> None:
     _, model = bundles
     old = rows()
     new = old.assign(grp_pricing_30d=0.0)   # the pricing visit left the 30-day window
-    got = attribute_changes(model, model, old, new)
+    got = attribute_changes(model, model, old, new, families=GROUPS)
     assert (got["model_part"] == 0).all()
     moved = [c for c in got.columns if c.startswith("data_part[")]
-    assert moved == ["data_part[pricing]"]
+    assert moved == ["data_part[behaviour:pricing]"]
     assert (got["score_change"] < 0).any()
-    assert np.allclose(got["data_part[pricing]"], got["score_change"])
+    assert np.allclose(got["data_part[behaviour:pricing]"], got["score_change"])
     down = got[got["score_change"] <= -1]
     assert all("pricing actions in the last 30 days 1 → 0" in r for r in down["change_reasons"])
     assert all(r.startswith(f"{int(c):+d}:") for r, c in
@@ -101,7 +104,8 @@ def test_one_event_ageing_out_is_named_and_nothing_else_moves(bundles) -> None:
 def test_a_retrained_model_on_the_same_features_is_all_model_part(bundles) -> None:
     old_b, new_b = bundles
     feats = rows()
-    got = attribute_changes(old_b, new_b, feats, feats, model_words="model retrained (3 → 4)")
+    got = attribute_changes(old_b, new_b, feats, feats, families=GROUPS,
+                            model_words="model retrained (3 → 4)")
     assert not [c for c in got.columns if c.startswith("data_part[")]
     assert (got["model_part"] == got["score_change"]).all()
     changed = got[got["score_change"].abs() >= 1]
@@ -113,18 +117,6 @@ def test_mismatched_leads_are_refused(bundles) -> None:
     model = bundles[0]
     with pytest.raises(ValueError, match="same leads"):
         attribute_changes(model, model, rows(), rows().iloc[::-1])
-
-
-@pytest.mark.parametrize(("name", "family"), [
-    ("grp_pricing_30d", "pricing"), ("days_since_last_pricing", "pricing"),
-    ("decay_pricing", "pricing"), ("decay_score", "activity"), ("events_7d", "activity"),
-    ("sessions_all", "activity"), ("fit_industry_rank", "fit: industry"),
-    ("seq_click_visit_7d", "journey: click_visit"),
-    ("days_since_seq_click_visit", "journey: click_visit"),
-    ("landing_pricing_all", "landing: pricing"), ("extra_budget", "budget"),
-])
-def test_feature_families(name: str, family: str) -> None:
-    assert feature_family(name) == family
 
 
 def test_words() -> None:

@@ -49,6 +49,9 @@ class TrainResult:
     calibrators: dict[str, ScoreCalibrator]
     predictions: pd.DataFrame
     summary: dict[str, Any] = field(default_factory=dict)
+    # sub-score name -> (LightGBM on that side's features, the features); calibrators in
+    # `calibrators` under the same name (models.subscores)
+    submodels: dict[str, tuple[lgb.LGBMClassifier, list[str]]] = field(default_factory=dict)
 
 
 def categorical_columns(frame: pd.DataFrame, features: Sequence[str]) -> list[str]:
@@ -120,6 +123,7 @@ def train_all(
     rule_points: pd.Series | None = None,
     groups: Mapping[str, str] | None = None,
     baseline_features: Sequence[str] | None = None,
+    subscores: Mapping[str, Sequence[str]] | None = None,
 ) -> TrainResult:
     """Fit LightGBM, logistic regression and (when `rule_points` is given, aligned with
     `frame`) the rules baseline; calibrate each on the calibration split; fit bands.
@@ -127,6 +131,10 @@ def train_all(
     With `baseline_features` (a strict, non-empty subset of `features`), a second LightGBM
     with the same settings is fitted on that subset alone and scored as `lightgbm_basic`:
     the yardstick that shows what the richer features add.
+
+    With `subscores` (name -> a strict subset of `features`, e.g. models.subscores'
+    fit and engagement sides), each gets its own LightGBM with the same settings, calibrated
+    like the others and scored as `p_<name>`: sub-scores that explain, never serve.
 
     `frame` holds `lead_id`, `created_at` (may be absent: stratified split), `as_of`,
     `label` and the feature columns.
@@ -197,6 +205,14 @@ def train_all(
         basic_model = refitted(basic, early_stopped_rounds(basic))
         raw["lightgbm_basic"] = basic_model.predict_proba(X_all[basic])[:, 1]
         kinds["lightgbm_basic"] = "probability"
+    submodels: dict[str, tuple[lgb.LGBMClassifier, list[str]]] = {}
+    for name, side in (subscores or {}).items():
+        cols = [c for c in side if c in features]
+        if cols and len(cols) < len(features):
+            sub = refitted(cols, early_stopped_rounds(cols))
+            raw[name] = sub.predict_proba(X_all[cols])[:, 1]
+            kinds[name] = "probability"
+            submodels[name] = (sub, cols)
     if rule_points is not None:
         raw["rules"] = rule_points.to_numpy(dtype="float64")
         kinds["rules"] = "score"
@@ -270,6 +286,7 @@ def train_all(
         "calibration": {name: c.summary() for name, c in calibrators.items()},
         "bands": {name: fb.to_dict() for name, fb in fitted.items()},
         "leads_per_week": per_week,
+        "subscores": {name: {"features": len(cols)} for name, (_, cols) in submodels.items()},
     }
     return TrainResult(
         bundle=bundle,
@@ -277,4 +294,5 @@ def train_all(
         calibrators=calibrators,
         predictions=predictions,
         summary=summary,
+        submodels=submodels,
     )

@@ -14,6 +14,10 @@ its points are `points * x` and the rule total is the sum over rules:
   as_of` (no window: every event before as_of), capped at `cap`. Counting is the feature
   code's (`features.behaviour.behaviour_features`), so an event at exactly as_of is never
   seen and the rule's count is literally the model's `evt_<type>_<w>` feature.
+  With `half_life_days: H` instead of a window, every event counts 2^(-age / H) (age in
+  days before as_of: a demo request worth 30 points is worth 15 after H days), summed and
+  capped at `cap`: interest that fades, still one additive column
+  (`features.behaviour.group_decay_sums`).
 - field rule (`field:` a lead column or a fit/feature column such as
   `fit_email_domain_type`, `fit_seniority`, with one of `equals`, `in`, `range: [lo, hi]`):
   x = 1 when the value matches, else 0 (missing never matches). Text is compared stripped
@@ -74,7 +78,13 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from sklearn.linear_model import LogisticRegression
 
-from features.behaviour import DAY_US, as_datetime_us, behaviour_features, type_slugs
+from features.behaviour import (
+    DAY_US,
+    as_datetime_us,
+    behaviour_features,
+    group_decay_sums,
+    type_slugs,
+)
 from features.behaviour import window_label as _window_label
 from features.fit import (
     DOMAIN_TYPES,
@@ -179,6 +189,7 @@ class EventRule:
     events: tuple[str, ...]
     window_days: int | None = None
     cap: int | None = None
+    half_life_days: float | None = None
     kind: Literal["event"] = "event"
 
 
@@ -273,7 +284,7 @@ class RuleSet:
 
 _COMMON_KEYS = ("name", "points")
 _KIND_KEYS = {
-    "event": ("event", "window_days", "cap"),
+    "event": ("event", "window_days", "cap", "half_life_days"),
     "field": ("field", "equals", "in", "range"),
     "decay": ("decay",),
 }
@@ -391,7 +402,16 @@ def _parse_event(at: Loc, label: str, name: str, points: float,
     cap = item.get("cap")
     if cap is not None:
         cap = _pos_int(at + ("cap",), f"{label}: `cap`", cap)
-    return EventRule(name=name, points=points, events=tuple(events), window_days=window, cap=cap)
+    half_life = item.get("half_life_days")
+    if half_life is not None:
+        if not _is_number(half_life) or not half_life > 0:
+            raise RuleError(at + ("half_life_days",), f"{label}: `half_life_days` must be a "
+                                                      f"number of days > 0; got {half_life!r}")
+        if window is not None:
+            raise RuleError(at, f"{label}: use `window_days` or `half_life_days`, not both")
+        half_life = float(half_life)
+    return EventRule(name=name, points=points, events=tuple(events), window_days=window, cap=cap,
+                     half_life_days=half_life)
 
 
 def _parse_field(at: Loc, label: str, name: str, points: float,
@@ -522,6 +542,8 @@ def ruleset_to_dict(ruleset: RuleSet) -> dict[str, Any]:
                 d["window_days"] = r.window_days
             if r.cap is not None:
                 d["cap"] = r.cap
+            if r.half_life_days is not None:
+                d["half_life_days"] = _plain(r.half_life_days)
         elif isinstance(r, FieldRule):
             d["field"] = r.field
             d[r.op] = list(r.value) if r.op in ("in", "range") else r.value
@@ -699,11 +721,14 @@ def rule_features(
     behaviour = _behaviour(spine, events, event_rules, bool(decay_rules))
     slugs = behaviour.attrs.get("slugs", {}) if behaviour is not None else {}
     for r in event_rules:
-        count = np.zeros(n)
-        lab = _window_label(r.window_days)
-        for t in r.events:
-            if t in slugs:
-                count += behaviour[f"evt_{slugs[t]}_{lab}"].to_numpy(dtype=float)
+        if r.half_life_days is not None:
+            count = _decayed_count(spine, events, r)
+        else:
+            count = np.zeros(n)
+            lab = _window_label(r.window_days)
+            for t in r.events:
+                if t in slugs:
+                    count += behaviour[f"evt_{slugs[t]}_{lab}"].to_numpy(dtype=float)
         out[r.name] = np.minimum(count, r.cap) if r.cap is not None else count
 
     field_rules = [r for r in ruleset.rules if isinstance(r, FieldRule)]
@@ -729,6 +754,21 @@ def rule_features(
     values = pd.DataFrame({name: out[name] for name in ruleset.names}, index=spine.index,
                           dtype=float)
     return pd.concat([frame, values], axis=1)
+
+
+def _decayed_count(spine: pd.DataFrame, events: pd.DataFrame | None,
+                   rule: EventRule) -> np.ndarray:
+    """Sum of 2^(-age / half-life) over the rule's events before as_of (the feature code's
+    decay, so an event at as_of never counts)."""
+    if events is None or not len(events):
+        return np.zeros(len(spine))
+    ev = events.loc[events["event_type"].isin(rule.events), ["lead_id", "timestamp",
+                                                             "event_type"]]
+    ev = ev.assign(event_type=ev["event_type"].astype("str"))
+    settings = FeatureSettings(event_groups={"rule": rule.events})
+    h = float(rule.half_life_days)  # type: ignore[arg-type]
+    sums = group_decay_sums(spine[["lead_id", "as_of"]], ev, settings, [h])
+    return sums[h]["decay_rule"].to_numpy(dtype=float)
 
 
 def decay_steps(inactive_days: ArrayLike, after_days: float, per_days: float,

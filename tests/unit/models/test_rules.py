@@ -115,6 +115,21 @@ def test_event_rules_count_per_occurrence_with_windows_and_caps():
     assert s["total"].tolist() == [1 + 2, 2 + 20 + 40 + 8, 2 - 20]
 
 
+def test_event_rules_with_a_half_life_fade_and_cap():
+    rs = rules(
+        {"name": "visits fading", "event": "site_visit", "half_life_days": 3, "points": 10},
+        {"name": "price list fading", "event": "price_list_download", "half_life_days": 7,
+         "cap": 1, "points": 20},
+    )
+    x = rule_features(make_spine(), make_leads(), make_events(), None, rs)
+    # c: one visit 45 days ago; a: visits 40 and 3 days ago; b: none
+    assert x["visits fading"].tolist() == pytest.approx([2 ** -15, 2 ** (-40 / 3) + 0.5, 0])
+    # a: downloads exactly 7 days ago (1/2) and a second earlier (just under 1/2): capped at 1
+    assert x["price list fading"].tolist() == pytest.approx([0, 1.0, 0])
+    s = score_rules(make_spine(), make_leads(), make_events(), None, rs)
+    assert s["visits fading"].iloc[1] == pytest.approx(10 * (2 ** (-40 / 3) + 0.5))
+
+
 def test_field_rules_equals_in_range_and_missing():
     rs = rules(
         {"name": "free mail", "field": "fit_email_domain_type", "equals": "free_mail",
@@ -270,6 +285,10 @@ def test_events_at_or_after_as_of_never_change_rule_points(items):
     ({"name": "x", "decay": {"after_days": 30, "per_days": 0}, "points": -5},
      ("rules", 0, "decay", "per_days"), "> 0"),
     ({"name": "total", "event": "a", "points": 1}, ("rules", 0, "name"), "reserved"),
+    ({"name": "x", "event": "a", "half_life_days": 0, "points": 1},
+     ("rules", 0, "half_life_days"), "> 0"),
+    ({"name": "x", "event": "a", "half_life_days": 7, "window_days": 7, "points": 1},
+     ("rules", 0), "not both"),
 ])
 def test_malformed_rules_name_the_place(rule, path, message):
     with pytest.raises(RuleError, match=message) as err:
@@ -339,6 +358,7 @@ def test_ruleset_round_trips_through_its_dict():
         {"name": "r", "field": "company_size", "range": [200, None], "points": 10},
         {"name": "d", "decay": {"after_days": 30, "per_days": 15, "max_steps": 4},
          "points": -5},
+        {"name": "h", "event": "demo_request", "half_life_days": 12.5, "cap": 1, "points": 30},
         bands={"temperature": {"warm": 30, "hot": 70}},
     )
     assert parse_ruleset(ruleset_to_dict(rs)) == rs

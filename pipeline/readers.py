@@ -54,6 +54,9 @@ class ReadOptions:
     min_date: str = "1990-01-01"
     # Rows that repeat an earlier row in every column: drop (counted) or error.
     duplicates: str = "drop"
+    # The longest cell accepted, in characters: a longer one stops the read with an error
+    # naming file, column and row (a runaway quote or a pasted file, not a CRM value).
+    max_field_size: int = 1_000_000
 
     def __post_init__(self) -> None:
         if len(self.delimiter) != 1:
@@ -109,6 +112,12 @@ class ReadOptions:
         if self.duplicates not in ("drop", "error"):
             raise ConfigError(
                 f"`ingest.duplicates` must be 'drop' or 'error'; got {self.duplicates!r}."
+            )
+        if (isinstance(self.max_field_size, bool) or not isinstance(self.max_field_size, int)
+                or self.max_field_size < 1):
+            raise ConfigError(
+                "`ingest.max_field_size` must be a whole number of characters >= 1 (default "
+                f"1000000); got {self.max_field_size!r}."
             )
 
     def for_column(self, column: str) -> ReadOptions:
@@ -182,11 +191,13 @@ def read_table(
             n_rows=0,
         )
     frame.index = pd.RangeIndex(first_row, first_row + len(frame))
+    check_field_sizes(frame, path, options, what)
     return frame
 
 
 def _read_csv(path: Path, options: ReadOptions, what: str) -> pd.DataFrame:
     encoding = _python_encoding(options.encoding)
+    scan_line_lengths(path, options, what)
     try:
         with warnings.catch_warnings():
             # A row with more fields than the header is dropped data, not a warning.
@@ -245,6 +256,9 @@ def _decode_error(
         line = data.count(b"\n", 0, full.start) + 1
         where = f" at line {line} (byte 0x{data[full.start]:02x})"
     hint = "'cp1252' or 'latin-1'" if codecs.lookup(options.encoding).name == "utf-8" else "'utf-8'"
+    if suggest_encoding(data, options.encoding) == "cp1251":
+        hint = ("'cp1251': the bytes look like Cyrillic text in the Windows Cyrillic code "
+                "page, which cp1252 would turn into mojibake")
     return DataError(
         f"{path}: the {what} file is not valid {options.encoding} text{where}. The export "
         f"probably uses another character encoding; check `encoding` (set ingest.encoding, "
@@ -283,11 +297,11 @@ def _ragged_error(path: Path, options: ReadOptions, what: str) -> DataError:
 
 def _check_delimiter(path: Path, columns: pd.Index, options: ReadOptions, what: str) -> None:
     names = [str(c) for c in columns]
-    for candidate in _DELIMITER_CANDIDATES:
-        if candidate == options.delimiter:
-            continue
-        hits = sum(name.count(candidate) for name in names)
-        if hits >= len(names):
+    looks_wrong = any(sum(name.count(c) for name in names) >= len(names)
+                      for c in _DELIMITER_CANDIDATES if c != options.delimiter)
+    if looks_wrong:
+        candidate = suggest_delimiter(_head_lines(path, options), options.delimiter)
+        if candidate is not None:
             shown = "tab" if candidate == "\t" else repr(candidate)
             raise DataError(
                 f"{path}: the {what} file has {len(names)} column"
@@ -298,6 +312,146 @@ def _check_delimiter(path: Path, columns: pd.Index, options: ReadOptions, what: 
                 column=names[0],
                 example=names[0],
             )
+
+
+# ------------------------------------------------------------------- hints and limits
+
+_HINT_LINES = 50
+_HINT_BYTES = 1 << 20
+
+
+def _head_lines(path: Path, options: ReadOptions) -> list[str]:
+    """The first lines of a text file (at most `_HINT_LINES`, from its first MB), decoded
+    with the configured encoding (undecodable bytes replaced)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(_HINT_BYTES)
+    except OSError:
+        return []
+    if path.suffix.lower() not in CSV_SUFFIXES:  # compressed: let pandas decompress
+        return []
+    text = head.decode(_python_encoding(options.encoding), errors="replace")
+    lines = text.splitlines()
+    if len(head) == _HINT_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last line may be cut
+    return [line for line in lines[:_HINT_LINES] if line.strip()]
+
+
+def suggest_delimiter(lines: list[str], current: str) -> str | None:
+    """The delimiter among `;`, tab, `|` and `,` (other than `current`) that splits the
+    header into the most columns while every sampled line has that many fields (quotes
+    respected); None when none splits the header at all. Ties go to the candidate whose
+    lines agree most often."""
+    if not lines:
+        return None
+    best: tuple[float, int, str] | None = None
+    for candidate in (";", "\t", "|", ","):
+        if candidate == current:
+            continue
+        rows = list(csv.reader(lines, delimiter=candidate))
+        width = len(rows[0]) if rows else 0
+        if width < 2:
+            continue
+        agree = sum(len(r) == width for r in rows) / len(rows)
+        score = (agree, width, candidate)
+        if best is None or score[:2] > best[:2]:
+            best = score
+    return best[2] if best is not None else None
+
+
+#: cp1251 bytes of Cyrillic letters (А-я, Ё, ё).
+_CYRILLIC_BYTES = frozenset(range(0xC0, 0x100)) | {0xA8, 0xB8}
+
+
+def suggest_encoding(data: bytes, current: str) -> str | None:
+    """'cp1251' when bytes that are not valid UTF-8 look like Cyrillic text in the Windows
+    Cyrillic code page: most bytes above 0x7F are cp1251 letters and stand next to another
+    such letter (whole Cyrillic words), unlike accented letters of Western text (cp1252),
+    which sit alone among ASCII letters. None otherwise."""
+    if codecs.lookup(current).name == "cp1251":
+        return None
+    high = [i for i, b in enumerate(data) if b >= 0x80]
+    if not high:
+        return None
+    letters = [i for i in high if data[i] in _CYRILLIC_BYTES]
+    if len(letters) < 0.9 * len(high):
+        return None
+    def is_letter(j: int) -> bool:
+        return 0 <= j < len(data) and data[j] in _CYRILLIC_BYTES
+    paired = sum(1 for i in letters if is_letter(i - 1) or is_letter(i + 1))
+    return "cp1251" if paired >= 0.6 * len(letters) else None
+
+
+def scan_line_lengths(path: Path, options: ReadOptions, what: str) -> None:
+    """Before pandas reads a CSV: DataError when a line is longer than `max_field_size` x
+    the header's field count (it must hold a cell over the limit, or a quote that never
+    closes), so a 2 GB cell is refused without loading it. Compressed files are left to
+    `check_field_sizes`."""
+    if path.suffix.lower() not in CSV_SUFFIXES:
+        return
+    with open(path, "rb") as handle:
+        first = handle.readline(_HINT_BYTES)
+        width = max(1, first.count(options.delimiter.encode("latin-1", "replace")) + 1)
+        limit = options.max_field_size * width + 2 * width
+        line, run = 1, len(first)
+        if run > limit:
+            raise _field_error(path, what, None, 1, limit, options)
+        if first.endswith(b"\n"):
+            line, run = 2, 0
+        while block := handle.read(1 << 20):
+            if run + len(block) > limit:  # only then can a line in it be too long
+                start = 0
+                while (nl := block.find(b"\n", start)) != -1:
+                    if run + nl - start > limit:
+                        raise _field_error(path, what, None, line, limit, options)
+                    line, run, start = line + 1, 0, nl + 1
+                run += len(block) - start
+                if run > limit:
+                    raise _field_error(path, what, None, line, limit, options)
+                continue
+            last = block.rfind(b"\n")
+            if last == -1:
+                run += len(block)
+            else:
+                line += block.count(b"\n")
+                run = len(block) - last - 1
+
+
+def check_field_sizes(frame: pd.DataFrame, path: Path, options: ReadOptions, what: str) -> None:
+    """DataError naming the file, column, row and `ingest.max_field_size` when a text cell
+    is longer than the limit."""
+    if path.stat().st_size <= options.max_field_size:
+        return  # no cell can be longer than the file
+    for column in frame.columns:
+        values = frame[column]
+        if not (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            continue
+        try:
+            lengths = values.str.len().fillna(0)
+        except AttributeError:  # not text after all (e.g. bytes or lists from Parquet)
+            continue
+        if len(lengths) and int(lengths.max()) > options.max_field_size:
+            row = lengths.idxmax()
+            raise _field_error(path, what, str(column), row, int(lengths.max()), options,
+                               n_rows=int((lengths > options.max_field_size).sum()))
+
+
+def _field_error(path: Path, what: str, column: str | None, row: Any, size: int,
+                 options: ReadOptions, n_rows: int | None = None) -> DataError:
+    what_is = (f"a cell of {size:,} characters at column '{column}', row {row}"
+               if column is not None else
+               f"a line of more than {size:,} bytes at line {row}, which must hold a cell "
+               "over the limit (or a quote that is never closed)")
+    return DataError(
+        f"{path}: the {what} file has {what_is}; the limit is "
+        f"`ingest.max_field_size` = {options.max_field_size:,}. A CRM field that long is "
+        "usually a quote left open or a file pasted into a cell: fix the export, or raise "
+        "`ingest.max_field_size` if such cells are expected.",
+        file=str(path),
+        column=column,
+        n_rows=n_rows,
+        example=f"{size} characters",
+    )
 
 
 def format_names(columns: Any, limit: int = 12) -> str:

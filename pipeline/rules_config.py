@@ -111,7 +111,14 @@ def parse_rules_text(text: str, source: str = "rules.yaml",
         raise ConfigError(f"{source}: empty; expected a `rules:` list (see the shipped "
                           "rules.yaml for the format)")
     _refuse_duplicate_keys(node, source)
-    data = yaml.safe_load(text)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:  # e.g. a `!!python/...` tag: refused, never run
+        mark = getattr(err, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigError(f"{where}: not valid YAML (line "
+                          f"{mark.line + 1 if mark is not None else '?'}): "
+                          f"{getattr(err, 'problem', None) or err}") from err
     try:
         ruleset = parse_ruleset(data)
         if vocabulary is not None:
@@ -173,7 +180,7 @@ def _rule_comment(learned: LearnedPoints, j: int) -> str:
             f"{_fmt(lift, 2)}: {learned.verdict[j]}")
 
 
-def _flow(value: Any) -> str:
+def flow_rule(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000,
                           allow_unicode=True).strip()
 
@@ -197,7 +204,7 @@ def dump_rules(ruleset: RuleSet, learned: LearnedPoints | None = None,
     for rule in data["rules"]:
         if rule["name"] in index:
             lines.append(f"  # {_rule_comment(learned, index[rule['name']])}")
-        lines.append(f"  - {_flow(rule)}")
+        lines.append(f"  - {flow_rule(rule)}")
     if "bands" in data:
         lines.append("bands:")
         for pb, (set_name, spec) in zip(ruleset.bands, data["bands"].items(), strict=True):

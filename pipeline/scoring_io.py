@@ -5,7 +5,18 @@ of them when PATH itself ends in `.parquet` / `.csv`; `<base>.rejects.csv` (lead
 aside, with `source_row` and `reason`) and `<base>.rejects_events.csv` always go along.
 All files of a batch are written to temporary files first and renamed over the old ones
 only when every one of them (and the SQL append, if any) succeeded: a crash mid-write leaves
-the previous batch's files untouched.
+the previous batch's files untouched. Between the SQL commit and the last rename a journal,
+`<base>.pending.json`, records the batch and the content hash of every file; a kill there
+leaves the table holding a batch the files do not, which the next run detects
+(`recover_interrupted`) and repairs by deleting that batch from the table. The Parquet file
+(when written) is renamed last; the journal lists the files in rename order, so the last
+one holding the journal's content means the batch is complete.
+
+One batch per input: a batch is identified by `BatchKey` (data source, as_of, content hash
+of the input files). Writing a batch replaces every earlier batch with the same key (also
+one scored by another model, or from a renamed copy of the same file), so a rerun never
+duplicates rows. An empty batch (an as_of before every lead) never replaces a batch with
+rows, in the files or the table, unless `allow_empty` (`leadprop score --allow-empty`).
 
 CSV for Excel: UTF-8 with a byte-order mark, dates as `YYYY-MM-DD HH:MM:SS`, and every
 text cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return prefixed with a
@@ -13,7 +24,9 @@ single quote, so a company named `=HYPERLINK(...)` shows as text instead of runn
 formula. (`read_previous_file` strips that quote again.)
 
 SQL: rows are appended to one table through SQLAlchemy (`sqlite:///scores.db`, or
-`postgresql+psycopg://...`), created on first use with an index on (batch_id, lead_id).
+`postgresql+psycopg://...`), created on first use with an index on (batch_id, lead_id);
+`<table>_batches` records one row per batch (batch_id, source, as_of, input_hash, n_rows,
+written_at), which is how batches with the same key are found.
 The table name must be a plain identifier (`TABLE_NAME`); it and the URL never appear in
 SQL text (SQLAlchemy Core builds every statement). Re-running a batch replaces that
 batch's rows (same `batch_id`) in the same transaction, so a batch is never half there.
@@ -26,7 +39,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +48,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.errors import ConfigError, DataError
-from pipeline.io import atomic_path
+from pipeline.io import kill_point, read_json, sha256_file, write_group, write_json
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +59,39 @@ DEFAULT_TABLE = "scored_leads"
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 CSV_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 _INSERT_ROWS = 10_000
+JOURNAL_SUFFIX = ".pending.json"
+BATCHES_SUFFIX = "_batches"
+
+
+@dataclass(frozen=True)
+class BatchKey:
+    """What makes two batches the same: the data source (`params.yaml: source`), the as_of
+    moment and the content hash of the input files (leads + events; not their names)."""
+
+    source: str
+    as_of: pd.Timestamp
+    input_hash: str
 
 
 # ------------------------------------------------------------------------------ paths
+
+
+def default_out(scored: Path | str, source_key: str) -> Path:
+    """The default batch path of a data source (its history key, `Params.source_key`):
+    `<paths.scored>/scored_leads` for the built-in synthetic sample,
+    `<paths.scored>/<source key>/scored_leads` for a source configuration, so each source
+    keeps its own latest batch and history."""
+    base = Path(scored) if source_key == "synthetic" else Path(scored) / source_key
+    return base / DEFAULT_TABLE
+
+
+def default_table(source_key: str) -> str:
+    """The default SQL table of a data source: `scored_leads` for the synthetic sample,
+    `scored_leads_<source key>` (non-alphanumerics as `_`, cut to fit `TABLE_NAME`)."""
+    if source_key == "synthetic":
+        return DEFAULT_TABLE
+    tail = re.sub(r"[^A-Za-z0-9_]", "_", source_key)[:48 - len(DEFAULT_TABLE) - 1]
+    return check_table_name(f"{DEFAULT_TABLE}_{tail}")
 
 
 @dataclass(frozen=True)
@@ -131,24 +174,119 @@ def write_batch_files(
     rejects: pd.DataFrame,
     rejects_events: pd.DataFrame,
     then: Any = None,
+    *,
+    batch_id: str | None = None,
+    sql_target: str | None = None,
+    allow_empty: bool = False,
 ) -> None:
     """Write every file of the batch to temporary files, call `then()` (e.g. the SQL append),
-    and only then move them all into place. Any exception leaves the old files as they were.
+    and only then move them all into place (Parquet last). Any exception before the renames
+    leaves the old files as they were. The journal `<base>.pending.json` (batch id,
+    `sql_target` when `then` is given, file hashes in rename order) is written before
+    `then` and the renames and removed after them, for `recover_interrupted`.
+
+    DataError, before anything is written, when `scored` is empty and the files hold a batch
+    with rows, unless `allow_empty`.
     """
-    with ExitStack() as stack:
-        jobs: list[tuple[Path, Any]] = []
-        if paths.parquet is not None:
-            jobs.append((paths.parquet, lambda tmp: scored.to_parquet(tmp, index=False)))
-        if paths.csv is not None:
-            jobs.append((paths.csv, lambda tmp: write_excel_csv(scored, tmp)))
-        jobs.append((paths.rejects, lambda tmp: write_excel_csv(rejects, tmp)))
-        jobs.append((paths.rejects_events, lambda tmp: write_excel_csv(rejects_events, tmp)))
-        temps = [(stack.enter_context(atomic_path(target)), writer) for target, writer in jobs]
-        for tmp, writer in temps:
-            writer(tmp)
-        if then is not None:
+    if scored.empty and not allow_empty:
+        held = previous_rows(paths)
+        if held:
+            raise DataError(_empty_message(batch_id, f"{held:,} scored leads in "
+                                           f"{paths.parquet or paths.csv}"),
+                            file=str(paths.parquet or paths.csv), n_rows=0)
+    jobs: list[tuple[Path, Any]] = [
+        (paths.rejects_events, lambda tmp: write_excel_csv(rejects_events, tmp)),
+        (paths.rejects, lambda tmp: write_excel_csv(rejects, tmp)),
+    ]
+    if paths.csv is not None:
+        jobs.append((paths.csv, lambda tmp: write_excel_csv(scored, tmp)))
+    if paths.parquet is not None:
+        jobs.append((paths.parquet, lambda tmp: scored.to_parquet(tmp, index=False)))
+    journal = journal_path(paths)
+
+    def commit(hashes: dict[str, str]) -> None:
+        write_json(journal, {"batch_id": batch_id, "sql": sql_target if then else None,
+                             "files": hashes})
+        if then is None:
+            return
+        try:
             then()
-    # ExitStack unwinds in reverse: every temp file is renamed only after all were written.
+        except BaseException:
+            journal.unlink(missing_ok=True)  # rolled back: nothing to reconcile
+            raise
+        kill_point("score.after_sql")
+
+    write_group(jobs, kill_name="score", before_rename=commit)
+    journal.unlink(missing_ok=True)
+
+
+def journal_path(paths: OutputPaths) -> Path:
+    """`<base>.pending.json` next to the batch's files."""
+    return Path(str(paths.rejects)[: -len(".rejects.csv")] + JOURNAL_SUFFIX)
+
+
+def previous_rows(paths: OutputPaths) -> int:
+    """How many rows the batch now in these files holds (0 without one or unreadable)."""
+    for path in (paths.parquet, paths.csv):
+        if path is None or not path.is_file():
+            continue
+        try:
+            if path.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                return int(pq.read_metadata(path).num_rows)
+            return len(pd.read_csv(path, usecols=[0], dtype=str, encoding="utf-8-sig"))
+        except Exception:  # noqa: BLE001 - a damaged file holds nothing worth keeping
+            return 0
+    return 0
+
+
+def _empty_message(batch_id: str | None, held: str) -> str:
+    return (
+        f"batch {batch_id or ''} has no open leads (an as_of before every lead was created, or "
+        f"every lead already closed), and writing it would replace the {held}. Check "
+        "`--as-of` / `score.as_of`; to write an empty batch anyway, pass `--allow-empty`."
+    )
+
+
+def recover_interrupted(paths: OutputPaths, engine: Any = None,
+                        target: SqlTarget | None = None) -> str | None:
+    """Repair what a run killed between its SQL commit and its file renames left behind
+    (the journal `<base>.pending.json` exists): when the files do not hold the journal's
+    batch, that batch is deleted from the SQL table, so table and files agree again.
+    Returns the id of the batch removed, or None. Without the table the journal's batch was
+    written to (`engine`/`target`), the journal is kept and a warning names it."""
+    journal = journal_path(paths)
+    if not journal.is_file():
+        return None
+    try:
+        record = read_json(journal)
+        batch_id, shown, files = record["batch_id"], record.get("sql"), record["files"]
+    except Exception:  # noqa: BLE001 - a damaged journal: nothing reliable to repair
+        log.warning("%s: unreadable journal of an interrupted batch; removed", journal)
+        journal.unlink(missing_ok=True)
+        return None
+    # the journal lists the files in rename order: the last one in place means complete
+    last = journal.parent / list(files)[-1] if files else None
+    if last is not None and last.is_file() and files[last.name] == sha256_file(last):
+        journal.unlink(missing_ok=True)  # killed after the last rename: complete
+        return None
+    if shown and (engine is None or target is None or target.shown != shown):
+        log.warning("%s: a run was killed after writing batch %s to %s but before its files; "
+                    "run `leadprop score` with that --db/--table once to remove the batch "
+                    "from the table", journal, batch_id, shown)
+        return None
+    if shown:
+        removed = delete_batch(engine, target.table, batch_id)
+        log.warning("table %s: batch %s (%d rows) was committed by a run killed before it "
+                    "wrote its files; removed so the table matches %s", target.table,
+                    batch_id, removed, last)
+    else:
+        log.warning("%s: a run was killed while renaming the files of batch %s into place; "
+                    "some may hold it and some the batch before (this run replaces them all)",
+                    journal.parent, batch_id)
+    journal.unlink(missing_ok=True)
+    return batch_id
 
 
 # ---------------------------------------------------------------------- previous batch
@@ -303,14 +441,24 @@ def _sql_type(values: pd.Series) -> Any:
 
 
 def _table_for(frame: pd.DataFrame, name: str, conn: Any) -> Any:
-    """The existing table (reflected) or a new one shaped like `frame`; ConfigError when an
-    existing table lacks columns the batch has."""
-    from sqlalchemy import Column, Index, MetaData, Table, inspect
+    """The existing table (reflected) or a new one shaped like `frame`. A leadprop table
+    (it has `lead_id` and `batch_id`) that lacks newer columns of the batch (a holdout flag,
+    pass-through columns) gets them added, empty for earlier batches; ConfigError for any
+    other table that lacks columns the batch has."""
+    from sqlalchemy import Column, Index, MetaData, Table, inspect, text
 
     meta = MetaData()
     if inspect(conn).has_table(name):
         table = Table(name, meta, autoload_with=conn)
         missing = [c for c in frame.columns if c not in table.c]
+        if missing and {"lead_id", "batch_id"} <= set(table.c.keys()):
+            quote = conn.dialect.identifier_preparer.quote
+            for col in missing:
+                kind = _sql_type(frame[col]).compile(dialect=conn.dialect)
+                conn.execute(text(f"ALTER TABLE {quote(name)} ADD COLUMN {quote(col)} {kind}"))
+            log.info("table %s: added column(s) %s (empty for earlier batches)", name,
+                     ", ".join(missing))
+            return Table(name, MetaData(), autoload_with=conn)
         if missing:
             raise ConfigError(
                 f"table {name!r} exists but has no column(s) {', '.join(missing)}: it holds "
@@ -356,18 +504,50 @@ def _insert_chunk(conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
     conn.execute(table.insert(), rows)
 
 
-def append_batch(engine: Any, name: str, frame: pd.DataFrame, batch_id: str) -> int:
-    """Append the batch in one transaction, replacing earlier rows of the same batch_id;
-    returns the rows written. Any failure rolls the whole batch back."""
-    from sqlalchemy import delete, exc
+def _batches_table(conn: Any, name: str) -> Any:
+    """`<name>_batches`: one row per batch, created on first use."""
+    from sqlalchemy import BigInteger, Column, DateTime, MetaData, String, Table, inspect
+
+    bname = f"{name}{BATCHES_SUFFIX}"
+    meta = MetaData()
+    if inspect(conn).has_table(bname):
+        return Table(bname, meta, autoload_with=conn)
+    table = Table(bname, meta, Column("batch_id", String(64), primary_key=True),
+                  Column("source", String(200)), Column("as_of", DateTime()),
+                  Column("input_hash", String(64)), Column("n_rows", BigInteger()),
+                  Column("written_at", DateTime()))
+    meta.create_all(conn)
+    return table
+
+
+def append_batch(engine: Any, name: str, frame: pd.DataFrame, batch_id: str,
+                 key: BatchKey | None = None, allow_empty: bool = False) -> int:
+    """Append the batch in one transaction, replacing earlier rows of the same batch_id and,
+    with `key`, of every batch with the same key; returns the rows written. Any failure
+    rolls the whole batch back. DataError (nothing written) when the batch is empty and
+    would replace rows, unless `allow_empty`."""
+    from sqlalchemy import delete, exc, func, select
 
     check_table_name(name)
     try:
         with engine.begin() as conn:
             table = _table_for(frame, name, conn)
-            replaced = conn.execute(delete(table).where(table.c.batch_id == batch_id)).rowcount
-            if replaced:
-                log.info("table %s: replacing the %d rows of batch %s", name, replaced, batch_id)
+            ids = {batch_id}
+            batches = _batches_table(conn, name) if key is not None else None
+            if batches is not None:
+                at = pd.Timestamp(key.as_of).to_pydatetime()
+                ids |= set(conn.execute(select(batches.c.batch_id).where(
+                    batches.c.source == key.source, batches.c.as_of == at,
+                    batches.c.input_hash == key.input_hash)).scalars())
+            held = conn.execute(select(func.count()).select_from(table)
+                                .where(table.c.batch_id.in_(sorted(ids)))).scalar() or 0
+            if frame.empty and held and not allow_empty:
+                raise DataError(_empty_message(batch_id, f"{held:,} rows of the same batch in "
+                                               f"table {name!r}"), n_rows=0)
+            replaced = conn.execute(delete(table).where(table.c.batch_id.in_(sorted(ids))))
+            if replaced.rowcount:
+                log.info("table %s: replacing the %d rows of batch %s", name, replaced.rowcount,
+                         ", ".join(sorted(ids)))
             chunk: list[dict[str, Any]] = []
             for row in _records(frame):
                 chunk.append(row)
@@ -376,6 +556,13 @@ def append_batch(engine: Any, name: str, frame: pd.DataFrame, batch_id: str) -> 
                     chunk = []
             if chunk:
                 _insert_chunk(conn, table, chunk)
+            if batches is not None:
+                conn.execute(delete(batches).where(batches.c.batch_id.in_(sorted(ids))))
+                conn.execute(batches.insert(), [{
+                    "batch_id": batch_id, "source": key.source, "as_of": at,
+                    "input_hash": key.input_hash, "n_rows": len(frame),
+                    "written_at": pd.Timestamp.now(tz="UTC").tz_localize(None).to_pydatetime(),
+                }])
     except exc.SQLAlchemyError as err:
         raise DataError(
             f"writing batch {batch_id} to table {name!r} failed and was rolled back "
@@ -384,11 +571,30 @@ def append_batch(engine: Any, name: str, frame: pd.DataFrame, batch_id: str) -> 
     return len(frame)
 
 
+def delete_batch(engine: Any, name: str, batch_id: str) -> int:
+    """Delete one batch's rows (and its `<name>_batches` row); returns the rows deleted."""
+    from sqlalchemy import MetaData, Table, delete, inspect
+
+    check_table_name(name)
+    with engine.begin() as conn:
+        if not inspect(conn).has_table(name):
+            return 0
+        table = Table(name, MetaData(), autoload_with=conn)
+        n = conn.execute(delete(table).where(table.c.batch_id == batch_id)).rowcount
+        if inspect(conn).has_table(f"{name}{BATCHES_SUFFIX}"):
+            batches = Table(f"{name}{BATCHES_SUFFIX}", MetaData(), autoload_with=conn)
+            conn.execute(delete(batches).where(batches.c.batch_id == batch_id))
+    return int(n or 0)
+
+
 def read_previous_sql(
-    engine: Any, name: str, as_of: pd.Timestamp, band_columns: Sequence[str]
+    engine: Any, name: str, as_of: pd.Timestamp, band_columns: Sequence[str],
+    source: str | None = None,
 ) -> tuple[pd.DataFrame | None, str | None]:
     """(previous bands per lead, its batch id) from the latest batch in the table whose
-    as_of is before this one (ties: the latest scored_at); (None, None) without one."""
+    as_of is before this one (ties: the latest scored_at); (None, None) without one. With
+    `source` (the history key, `BatchKey.source`), only that source's batches count (as
+    recorded in `<name>_batches`; a table without it has no per-source record)."""
     from sqlalchemy import MetaData, Table, exc, func, inspect, select
 
     check_table_name(name)
@@ -411,7 +617,12 @@ def read_previous_sql(
                 order_cols.append(latest_scored.desc())
             head = select(table.c.batch_id, table.c.as_of,
                           *([latest_scored] if latest_scored is not None else []))
-            head = (head.where(table.c.as_of < at).group_by(table.c.batch_id, table.c.as_of)
+            head = head.where(table.c.as_of < at)
+            if source is not None and inspect(conn).has_table(f"{name}{BATCHES_SUFFIX}"):
+                batches = Table(f"{name}{BATCHES_SUFFIX}", MetaData(), autoload_with=conn)
+                head = head.where(table.c.batch_id.in_(
+                    select(batches.c.batch_id).where(batches.c.source == source)))
+            head = (head.group_by(table.c.batch_id, table.c.as_of)
                     .order_by(*order_cols, table.c.batch_id.desc()).limit(1))
             found = conn.execute(head).first()
             if found is None:

@@ -21,7 +21,7 @@ from features.fit import CONTRACT_FIT_COLUMNS, KNOWN_COLUMNS
 from features.settings import FeatureSettings, SnapshotSettings
 from features.snapshots import data_end, snapshot_report, training_spine
 from pipeline.errors import ConfigError, DataError
-from pipeline.io import write_json, write_parquet
+from pipeline.io import check_manifest, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 SPINE = ("lead_id", "as_of", "age_days", "created_at", "label")
@@ -46,6 +46,7 @@ def read_interim(interim: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             f"{leads_path}: not found; run `leadprop ingest` (or `dvc repro`) first",
             file=str(leads_path),
         )
+    check_manifest(interim, [leads_path.name, events_path.name])  # written together?
     leads = pd.read_parquet(leads_path)
     events = pd.read_parquet(events_path) if events_path.exists() else None
     return leads, events

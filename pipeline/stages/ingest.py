@@ -9,9 +9,20 @@ contract (`pipeline.contract`) and writes, only once everything has been checked
   `reason`, then the rejected rows as read with personal columns masked and formula cells
   neutralised as in the scored CSV; header-only when nothing was rejected),
 - `reports_dir/data_quality.json` (counts, missingness, base rate, date ranges, reject
-  reasons; no personal data).
+  reasons, the export moment `now` and where it came from, `now_source`; no personal data),
+- `out_dir/manifest.json`: the sha256 of every file above. They are written as one unit
+  (`pipeline.io.write_group`: all to temp files, then renamed, the manifest last), and
+  `features`/`score` check the manifest, so a kill part-way (new leads with old events)
+  stops the next stage with a DataError instead of mixing two exports.
 
 Problems with a file as a whole raise `DataError` and write nothing.
+
+The export moment (`now`: later dates are rejected as typos) is, in this order: `ingest.now`
+("config"), a source configuration's `exported_at` ("exported_at"), the data's own end
+("data end": the latest lead date or event time, robust to an isolated mistyped top tail as
+in `features.snapshots.robust_max`), or the wall clock ("clock") when the data has no dates
+or its end lies after the clock. A historical export is thus judged by its own end, not by
+today.
 
 Personal data (`features.pii`): every column outside the contract's own personal columns
 (`email`, names, `phone`) is screened by content for emails, phone numbers and person names
@@ -38,6 +49,7 @@ from typing import Any
 import pandas as pd
 
 from features import pii
+from features.snapshots import robust_max
 from pipeline import sources
 from pipeline.contract import (
     EVENTS_DATE_COLUMNS,
@@ -46,13 +58,14 @@ from pipeline.contract import (
     data_quality_report,
     empty_events,
     empty_rejects,
+    parse_dates,
     to_naive_utc,
     utc_now,
     validate_events,
     validate_leads,
 )
 from pipeline.errors import ConfigError, DataError
-from pipeline.io import write_json, write_parquet, write_with
+from pipeline.io import MANIFEST_FILE, dump_json, kill_point, write_group
 from pipeline.readers import ReadOptions, format_names, read_table
 from pipeline.scoring_io import neutralise
 
@@ -63,6 +76,8 @@ EVENTS_FILE = "events.parquet"
 REJECTS_LEADS_FILE = "rejects_leads.csv"
 REJECTS_EVENTS_FILE = "rejects_events.csv"
 REPORT_FILE = "data_quality.json"
+#: Where the export moment came from (`data_quality.json: now_source`).
+NOW_SOURCES = ("config", "exported_at", "data end", "clock")
 SOURCE_FILE = sources.REPORT_FILE
 PERSONAL_MODES = ("error", "drop", "hash")
 SALT_VARIABLE = "LEADPROP_PERSONAL_SALT"
@@ -174,15 +189,17 @@ def run(
     """Ingest one export; returns the row counts per table (`rows_in`, `rows_clean`,
     `rows_rejected`) and the leads' base rate.
 
-    `now` (default: the wall clock, UTC) is the moment after which events are rejected as
-    in the future; `ingest.now` in params.yaml. `personal` says what happens to columns
-    holding personal data (see the module doc).
+    `now` (`ingest.now` in params.yaml; default: the data's own end, see the module doc) is
+    the moment after which dates are rejected as in the future. `personal` says what
+    happens to columns holding personal data (see the module doc).
     """
-    moment = _resolve_now(now)
     leads_path = Path(leads_path)
     out_dir, reports_dir = Path(out_dir), Path(reports_dir)
 
     raw_leads = read_table(leads_path, options, "leads")
+    raw_events = read_table(Path(events_path), options, "events") \
+        if events_path is not None else None
+    moment, now_source = export_moment(now, None, raw_leads, raw_events, options)
     raw_leads, personal_leads = screen_personal(
         raw_leads, str(leads_path), personal, frozenset(LEADS_DATE_COLUMNS))
     leads, rejects_leads = validate_leads(raw_leads, str(leads_path), options, moment)
@@ -190,8 +207,8 @@ def run(
     if events_path is None:
         events, rejects_events = empty_events(), empty_rejects(EVENTS_REQUIRED)
     else:
+        assert raw_events is not None
         events_path = Path(events_path)
-        raw_events = read_table(events_path, options, "events")
         if personal_leads.get("lead_id") == "lead_id" and "lead_id" in raw_events:
             assert personal.salt is not None  # ids hashed in the leads: the same in events
             raw_events = raw_events.assign(
@@ -209,6 +226,7 @@ def run(
         )
 
     report = data_quality_report(leads, rejects_leads, events, rejects_events, now=moment)
+    report["now_source"] = now_source
     report["files"] = {
         "leads": str(leads_path),
         "events": str(events_path) if events_path is not None else None,
@@ -229,16 +247,22 @@ def _write_outputs(
     report: dict[str, Any],
     source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    # Everything has been checked: write (each file atomically).
-    write_parquet(out_dir / LEADS_FILE, leads)
-    write_parquet(out_dir / EVENTS_FILE, events)
-    write_with(out_dir / REJECTS_LEADS_FILE, lambda tmp: _to_csv(rejects_leads, tmp))
-    write_with(out_dir / REJECTS_EVENTS_FILE, lambda tmp: _to_csv(rejects_events, tmp))
+    # Everything has been checked: write every file as one unit, the manifest last.
+    jobs: list[tuple[Path, Any]] = [
+        (out_dir / LEADS_FILE, lambda tmp: leads.to_parquet(tmp, index=False)),
+        (out_dir / EVENTS_FILE, lambda tmp: events.to_parquet(tmp, index=False)),
+        (out_dir / REJECTS_LEADS_FILE, lambda tmp: _to_csv(rejects_leads, tmp)),
+        (out_dir / REJECTS_EVENTS_FILE, lambda tmp: _to_csv(rejects_events, tmp)),
+        (reports_dir / REPORT_FILE, lambda tmp: dump_json(report, tmp)),
+    ]
     if source is not None:
-        write_json(out_dir / SOURCE_FILE, source)
-    else:
+        jobs.append((out_dir / SOURCE_FILE, lambda tmp: dump_json(source, tmp)))
+    kill_point("ingest.write")
+    write_group(jobs, manifest=out_dir / MANIFEST_FILE, kill_name="ingest")
+    if source is None:
         (out_dir / SOURCE_FILE).unlink(missing_ok=True)
-    write_json(reports_dir / REPORT_FILE, report)
+    log.info("ingest: export moment %s (now_source: %s)", report.get("now"),
+             report.get("now_source"))
 
     counts = {
         table: {k: report[table][k] for k in ("rows_in", "rows_clean", "rows_rejected")}
@@ -265,12 +289,13 @@ def run_source(
     `out_dir/source.json`. A lead-level export (no created_at) is written without
     `created_at`; its export moment is kept as `leads.attrs["exported_at"]`.
     """
-    # The export moment: ingest.now, else the config's exported_at, else the wall clock.
-    moment = (config.exported_at if now is None and config.exported_at is not None
-              else _resolve_now(now))
+    # The export moment: ingest.now, else the config's exported_at, else the data's end.
     out_dir, reports_dir = Path(out_dir), Path(reports_dir)
     export = sources.read_export(config)
     mapped = sources.map_export(config, export)
+    moment, now_source = export_moment(
+        now, config.exported_at, mapped.leads, mapped.events, config.leads.read,
+        config.events.read if config.events is not None else None)
     leads_file = str(config.leads.path)
     with sources.source_messages(config.file, "leads.read", config.leads.map):
         leads, rejects_leads = validate_leads(mapped.leads, leads_file, config.leads.read,
@@ -296,6 +321,7 @@ def run_source(
         log.info("source %s: %s", config.name, note)
     source = sources.source_report(config, mapped, columns, notes, end)
     report = data_quality_report(leads, rejects_leads, events, rejects_events, now=moment)
+    report["now_source"] = now_source
     report["files"] = {
         "source": config.file,
         "leads": leads_file,
@@ -344,6 +370,54 @@ def from_params(
         options=options,
         personal=personal,
     )
+
+
+def export_moment(
+    configured: pd.Timestamp | str | None,
+    exported_at: pd.Timestamp | None,
+    raw_leads: pd.DataFrame,
+    raw_events: pd.DataFrame | None,
+    options: ReadOptions,
+    events_options: ReadOptions | None = None,
+) -> tuple[pd.Timestamp, str]:
+    """(the export moment, where it came from: one of `NOW_SOURCES`); see the module doc.
+
+    The data end reads the raw date columns (`created_at`, `converted_at`, `lost_at`, event
+    `timestamp`) as the contract will, ignores dates before `ingest.min_date`, and leaves an
+    isolated top tail out (`features.snapshots.robust_max`), so a lead typed as 2062 is
+    still rejected; an end after the wall clock gives the clock.
+    """
+    if configured is not None:
+        return _resolve_now(configured), "config"
+    if exported_at is not None:
+        return to_naive_utc(exported_at), "exported_at"
+    clock = utc_now()
+    end = raw_data_end(raw_leads, raw_events, options, events_options or options)
+    if end is not None and end <= clock:
+        return end, "data end"
+    return clock, "clock"
+
+
+def raw_data_end(
+    raw_leads: pd.DataFrame,
+    raw_events: pd.DataFrame | None,
+    options: ReadOptions,
+    events_options: ReadOptions,
+) -> pd.Timestamp | None:
+    """The robust latest date of the raw leads and events (None without any date)."""
+    start = to_naive_utc(options.min_date)
+    parts = [parse_dates(raw_leads[c], options.for_column(c)) for c in LEADS_DATE_COLUMNS
+             if c in raw_leads.columns]
+    if raw_events is not None:
+        parts += [parse_dates(raw_events[c], events_options.for_column(c))
+                  for c in EVENTS_DATE_COLUMNS if c in raw_events.columns]
+    if not parts:
+        return None
+    moments = pd.concat([p.reset_index(drop=True) for p in parts], ignore_index=True).dropna()
+    moments = moments[moments >= start]
+    if moments.empty:
+        return None
+    return to_naive_utc(robust_max(moments))
 
 
 def _resolve_now(now: pd.Timestamp | str | None) -> pd.Timestamp:

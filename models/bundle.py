@@ -39,6 +39,8 @@ class ScoringBundle:
     # raw = w * trees + (1 - w) * linear (w = 1: LightGBM alone; w = 0: logistic regression).
     linear: LinearContributions | None = None
     blend_weight: float = 1.0
+    # explaining sub-scores (models.subscores.SubScore by name: "fit", "engagement")
+    subscores: dict[str, Any] = field(default_factory=dict)
 
     @property
     def blended(self) -> bool:
@@ -111,10 +113,12 @@ class ScoringBundle:
         n_for: int = 3,
         n_against: int = 2,
         marks: tuple[str, str] = ("+ ", "− "),
+        phrases: Any = None,
     ) -> pd.DataFrame:
         """`predict_frame` plus `reasons`, from one pass over the compiled trees: each lead's
         leaves give both its raw score (summed like LightGBM, so the same propensity to the
-        last bit) and its contributions. Only the features the trees split on are read."""
+        last bit) and its contributions. Only the features the trees split on are read.
+        `phrases`: the reasons' phrase file (`models.reasons.load_phrases`; default shipped)."""
         columns, raw, contrib = self._contributions(frame)
         p = self.calibrator.predict(_sigmoid(raw))
         out = pd.DataFrame(
@@ -124,7 +128,8 @@ class ScoringBundle:
             out[band_column(name)] = apply_bands(p, fitted)
         if reasons:
             out["reasons"] = top_reasons(
-                contrib.T, columns, list(columns), n_for=n_for, n_against=n_against, marks=marks
+                contrib.T, columns, list(columns), n_for=n_for, n_against=n_against, marks=marks,
+                phrases=phrases,
             )
         return out
 

@@ -46,6 +46,9 @@ def _main(
                               markup=False)],
         force=True,
     )
+    from pipeline.io import terminate_on_sigterm
+
+    terminate_on_sigterm()  # SIGTERM cleans up: temp files removed, MLflow run FAILED
 
 
 def _guard(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -168,6 +171,36 @@ _stage("rules", "Manual point rules vs learned points: tables, rules.learned.yam
 
 
 @app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The registered model version to serve, e.g. 3.")],
+    reason: Annotated[
+        str,
+        typer.Option("--reason", help="Why (recorded with your name and the time in the version's tags)."),
+    ],
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Make VERSION of this source's registered model the champion by hand (when `register` could not compare it)."""
+    from pipeline.stages import register as stage
+
+    p = _params(params)
+    console.print(_guard(stage.promote, p, version, reason))
+
+
+@app.command()
+def rollback(
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (recorded in the version's tags).")
+    ] = None,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Move the champion alias back to the version that was champion before the current one."""
+    from pipeline.stages import register as stage
+
+    p = _params(params)
+    console.print(_guard(stage.rollback, p, reason))
+
+
+@app.command()
 def score(
     params: ParamsOpt = Path("params.yaml"),
     leads: Annotated[
@@ -228,9 +261,30 @@ def score(
     chunk_size: Annotated[
         int | None,
         typer.Option(
-            "--chunk-size", min=1, help="Leads scored per chunk (bounds memory) [default: 100000]."
+            "--chunk-size", min=1, help="Leads per model call [default: 100000]. Memory is bounded by score.chunk_events (events read at once) in params.yaml."
         ),
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Write a batch with no open leads even over a batch that has rows (without it, that is an error: usually --as-of is before every lead).",
+        ),
+    ] = False,
+    trust_model: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model",
+            help="Load a --model that is not in the configured MLflow store (a local folder, another server's URI). Loading unpickles its files, which runs any code in them: only for models you trust.",
+        ),
+    ] = False,
+    allow_missing: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing",
+            help="Score leads that lack a column the model's fit features came from (industry, job_title, budget...): those features are 'unknown' for every lead. Without it that is an error; with it the summary and the MLflow run say so.",
+        ),
+    ] = False,
 ) -> None:
     """Score the open leads as of a moment: scored table (Parquet, Excel-safe CSV, SQL), rejects, and an MLflow run."""
     from pipeline.stages import score as stage
@@ -248,18 +302,44 @@ def score(
         table=table,
         scored_at=scored_at,
         chunk_size=chunk_size,
+        allow_empty=allow_empty,
+        trust_model=trust_model,
+        allow_missing=allow_missing,
     )
     console.print(stage.counts_table(summary))
 
 
 @app.command()
+def lift(
+    since: Annotated[str, typer.Option("--since", help="First scoring date to compare from, "
+                                       "YYYY-MM-DD.")],
+    db: Annotated[str | None, typer.Option(help="Read the batches from this database URL "
+                                           "instead of the file history.")] = None,
+    table: Annotated[str | None, typer.Option(help="SQL table (default: the source's).")] = None,
+    min_effect: Annotated[float, typer.Option(help="Smallest relative lift worth finding "
+                                              "(0.2 = 20 % of the holdout's rate).")] = 0.2,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Does scoring pay? Conversion of scored leads vs the randomised holdout since DATE."""
+    from pipeline.stages import lift as stage
+
+    p = _params(params)
+    result = _guard(stage.from_params, p, since, db, table, min_effect)
+    console.print(stage.render(result))
+    console.print(f"written: {result['file']}")
+
+
+@app.command()
 def outputs(params: ParamsOpt = Path("params.yaml")) -> None:
     """Print where the pipeline's outputs are."""
+    from pipeline.scoring_io import default_out
+
     p = _params(params)
     reports = Path(p.paths.reports)
+    scored = default_out(p.paths.scored, p.source_key)  # per source
     rows = [
-        ("scored lead table", Path(p.paths.scored) / "scored_leads.csv"),
-        ("scored lead table (parquet)", Path(p.paths.scored) / "scored_leads.parquet"),
+        ("scored lead table", scored.with_suffix(".csv")),
+        ("scored lead table (parquet)", scored.with_suffix(".parquet")),
         ("headline metrics (dvc metrics show)", reports / "headline.json"),
         ("all metrics", reports / "metrics.json"),
         ("plots (dvc plots show, offline)", Path("dvc_plots") / "index.html"),

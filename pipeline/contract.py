@@ -35,6 +35,9 @@ from pipeline.readers import ReadOptions, format_names
 
 log = logging.getLogger(__name__)
 
+#: Version of this contract (the column names, types and rules above); a registered model
+#: records the one it was trained on and refuses input declared for another.
+CONTRACT_VERSION = "1"
 LEADS_REQUIRED = ("lead_id", "created_at", "converted")
 EVENTS_REQUIRED = ("lead_id", "timestamp", "event_type")
 LEADS_DATE_COLUMNS = ("created_at", "converted_at", "lost_at")
@@ -148,6 +151,26 @@ def empty_rejects(columns: Iterable[str]) -> pd.DataFrame:
     """A header-only rejects table: `source_row`, `reason`, then `columns`."""
     frame = pd.DataFrame({c: pd.Series(dtype="str") for c in columns})
     return _with_reject_columns(frame, pd.Series(dtype="str"))
+
+
+def fill_outcome(raw: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A copy of a raw leads frame with `converted` present and filled, for scoring (open
+    leads have no outcome): an empty or missing value becomes "1" when the row has a
+    `converted_at`, else "0". Returns the frame and what was done: 'given', 'filled' or
+    'added'."""
+    def blank(values: pd.Series) -> pd.Series:
+        return values.isna() | (values.astype("str").str.strip() == "")
+
+    has_date = ~blank(raw["converted_at"]) if "converted_at" in raw.columns \
+        else pd.Series(False, index=raw.index)
+    implied = pd.Series("0", index=raw.index, dtype="str").mask(has_date, "1")
+    if "converted" not in raw.columns:
+        return raw.assign(converted=implied), "added"
+    empty = blank(raw["converted"])
+    if not empty.any():
+        return raw, "given"
+    filled = raw["converted"].astype("str").where(~empty, implied)
+    return raw.assign(converted=filled), "filled"
 
 
 # --------------------------------------------------------------------------- leads

@@ -7,6 +7,7 @@ Entry points call :func:`load_params` and pass the typed sections to the pure co
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,11 @@ INGEST_KEYS = (
     "max_reject_share",
     "personal_data",
     "not_personal",
+    # pipeline.readers.ReadOptions fields the list above lacked
+    "date_formats",
+    "min_date",
+    "duplicates",
+    "max_field_size",
 )
 
 
@@ -98,23 +104,94 @@ class Paths:
         return self.features.parent / "models"
 
 
+#: The registered model of the built-in synthetic sample (kept un-suffixed, as before).
+BASE_MODEL_NAME = "lead-propensity"
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def source_key(source: str | None) -> str:
+    """The namespace of a data source: `synthetic` for the built-in sample, else the source
+    configuration's file name without folder and extension, lower-cased, other characters
+    as `-` (`sources/XEducation.yaml` -> `xeducation`). The file name, not the config's
+    free-text `name:`, so renaming the display name keeps the model's lineage."""
+    if source in (None, "", "synthetic"):
+        return "synthetic"
+    return _SLUG.sub("-", Path(str(source)).stem.lower()).strip("-") or "source"
+
+
+def default_model_name(source: str | None) -> str:
+    """`lead-propensity` for the synthetic sample, `lead-propensity-<source key>` for a
+    source configuration: each source has its own registered model and champion."""
+    key = source_key(source)
+    return BASE_MODEL_NAME if key == "synthetic" else f"{BASE_MODEL_NAME}-{key}"
+
+
 @dataclass(frozen=True)
 class RegisterSettings:
-    model_name: str = "lead-propensity"
+    """`register:` the registered model's name (null in params: `default_model_name` of
+    the source) and the promotion gate's ROC AUC tolerance."""
+
+    model_name: str = BASE_MODEL_NAME
     auc_tolerance: float = 0.005
 
     def __post_init__(self) -> None:
         if not self.model_name or not isinstance(self.model_name, str):
             raise ConfigError(
-                f"`register.model_name` must be a non-empty string; got {self.model_name!r}"
+                "`register.model_name` must be a non-empty string (or null: "
+                f"lead-propensity[-<source>]); got {self.model_name!r}"
             )
         _positive("register.auc_tolerance", self.auc_tolerance, allow_zero=True)
 
 
+SCORE_KEYS = ("as_of", "model", "formats", "csv_sep", "csv_decimal", "history", "phrases",
+              "pass_through", "chunk_events", "holdout_share", "holdout_key")
+
+
 @dataclass(frozen=True)
 class ScoreSettings:
+    """`score:` — which model, as of when, and how the table is published
+    (`pipeline.outputs`): `formats` (csv / xlsx / parquet), the CSV's `csv_sep` and
+    `csv_decimal`, the file-based batch `history`; `phrases`: a reasons phrase file
+    (`models/resources/phrases.yaml` when null); `pass_through`: lead columns copied into
+    the scored table only (never features, MLflow or reports)."""
+
     as_of: pd.Timestamp | None = None
     model: str = "models:/lead-propensity@champion"
+    formats: tuple[str, ...] = ("csv", "parquet")
+    csv_sep: str = ","
+    csv_decimal: str = "."
+    history: bool = True
+    phrases: Path | None = None
+    pass_through: tuple[str, ...] = ()
+    # events held in memory at once while scoring (`pipeline.streaming`; lower = less memory)
+    chunk_events: int = 4_000_000
+    # randomised holdout of open leads (`models.holdout`): share in [0, 1) and hash key
+    holdout_share: float = 0.05
+    holdout_key: str = "leadprop-holdout-v1"
+
+    def __post_init__(self) -> None:
+        from pipeline.outputs import TableOptions
+
+        _positive("score.chunk_events", self.chunk_events, integer=True)
+
+        options = TableOptions(tuple(self.formats) if isinstance(self.formats, list)
+                               else self.formats, self.csv_sep, self.csv_decimal, self.history)
+        object.__setattr__(self, "formats", options.formats)
+        names = self.pass_through
+        if not isinstance(names, list | tuple) or not all(isinstance(c, str) and c
+                                                          for c in names):
+            raise ConfigError("`score.pass_through` must be a list of lead column names "
+                              f"(e.g. [company, owner]); got {names!r}")
+        object.__setattr__(self, "pass_through", tuple(dict.fromkeys(names)))
+        if self.phrases is not None:
+            object.__setattr__(self, "phrases", Path(self.phrases))
+        share = self.holdout_share
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share < 1:
+            raise ConfigError("`score.holdout_share` must be a number in [0, 1) (0 = no "
+                              f"holdout; 0.05 = 5 % of open leads); got {share!r}")
+        if not isinstance(self.holdout_key, str) or not self.holdout_key:
+            raise ConfigError("`score.holdout_key` must be a non-empty text; got "
+                              f"{self.holdout_key!r}")
 
 
 @dataclass(frozen=True)
@@ -138,6 +215,11 @@ class Params:
     score: ScoreSettings
     rules: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def source_key(self) -> str:
+        """The data source's namespace (`source_key`): registry name and score history."""
+        return source_key(self.source)
 
 
 def _timestamp(name: str, value: Any) -> pd.Timestamp | None:
@@ -168,12 +250,15 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
     register_raw = raw.get("register", {}) or {}
     _check_keys("register", register_raw, ("model_name", "auc_tolerance"))
     score_raw = raw.get("score", {}) or {}
-    _check_keys("score", score_raw, ("as_of", "model"))
+    _check_keys("score", score_raw, SCORE_KEYS)
     ingest_raw = raw.get("ingest", {}) or {}
     _check_keys("ingest", ingest_raw, INGEST_KEYS)
+    source = str(raw.get("source", "synthetic"))
+    register = RegisterSettings(**{**register_raw, "model_name": register_raw.get("model_name")
+                                   or default_model_name(source)})
     return Params(
         paths=paths,
-        source=str(raw.get("source", "synthetic")),
+        source=source,
         generate=raw.get("generate", {}) or {},
         ingest_now=_timestamp("ingest.now", ingest_raw.get("now")),
         ingest=ingest_raw,
@@ -184,10 +269,11 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         train=_model_settings(parse_train, raw.get("train")),
         calibration=_model_settings(parse_calibration, raw.get("calibration")),
         bands=_model_settings(parse_bands, raw.get("bands")),
-        register=RegisterSettings(**register_raw),
+        register=register,
         score=ScoreSettings(
             as_of=_timestamp("score.as_of", score_raw.get("as_of")),
-            model=str(score_raw.get("model", ScoreSettings.model)),
+            model=str(score_raw.get("model") or f"models:/{register.model_name}@champion"),
+            **{k: score_raw[k] for k in SCORE_KEYS[2:] if score_raw.get(k) is not None},
         ),
         rules=raw.get("rules", {}) or {},
         raw=dict(raw),

@@ -11,10 +11,13 @@ Two ways in (`from_params`):
   leads have no outcome): a missing column, or an empty cell, is read as 1 when the row has
   a `converted_at` and 0 otherwise. as_of defaults to now.
 
-Then: the open leads at as_of (`scoring_spine`: created by then, neither converted nor
-lost) get their features from the same code as training (`build_features` with the
-`features` params, then `align_features` to the model's columns and category levels), in
-chunks of `chunk_size` leads for bounded memory; the model is the MLflow pyfunc at
+Then the pure scoring core `models.scoring.score_open_leads` (the same one the registered
+MLflow model runs): the open leads at as_of (`scoring_spine`: created by then, neither
+converted nor lost) get their features from the same code as training (`build_features`
+with the `features` params, then `align_features` to the model's columns and category
+levels), in chunks of `chunk_size` leads; the events file is never read whole:
+`pipeline.streaming` reads it one bucket of leads at a time (at most `score.chunk_events`
+events in memory) and calls the core per chunk. The model is the MLflow pyfunc at
 `score.model` (an alias is resolved to its version first, so the version recorded is the
 one that scored). The table, one row per open lead, sorted by propensity (ties: lead_id):
 
@@ -39,120 +42,58 @@ anything is written.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.build import align_features, build_features
-from features.fit import extra_columns, is_numeric_like
 from features.settings import FeatureSettings
-from features.snapshots import NOT_OPEN_REASONS, data_end, scoring_spine
+from features.snapshots import NOT_OPEN_REASONS, data_end
 from models import drift
-from models.bundle import band_column
-from pipeline import scoring_io, tracking
+from models.holdout import HoldoutSpec
+from models.scoring import (  # noqa: F401 - the scoring core, re-exported for callers
+    CHUNK_SIZE,
+    REASON_MARKS,
+    MissingFeaturesError,
+    ScoredLeads,
+    band_orders,
+    missing_fit_columns,
+    pin_extra_types,
+    score_open_leads,
+)
+from models.settings import SettingsError
+from models.subscores import SCORED_COLUMNS
+from pipeline import outputs, scoring_io, streaming, tracking
 from pipeline.contract import (
     EVENTS_REQUIRED,
     empty_events,
     empty_rejects,
+    fill_outcome,
     parse_moment,
     utc_now,
     validate_events,
     validate_leads,
 )
 from pipeline.errors import ConfigError, DataError
-from pipeline.io import read_json, write_json
+from pipeline.io import check_manifest, read_json, write_json
+from pipeline.model_store import ModelRef, check_trusted, lineage, load_model, same_lineage
 from pipeline.readers import ReadOptions, read_table
 
 log = logging.getLogger(__name__)
 
-CHUNK_SIZE = 100_000
 OUT_NAME = "scored_leads"
 MOVEMENTS = ("new", "up", "down", "same")
 #: Band columns compared first when deciding `movement`.
 BAND_PRIORITY = ("lifecycle_stage", "temperature")
-#: Feature columns `align_features` may fill with 0 (event types absent from this batch).
-COUNT_PREFIXES = ("evt_", "grp_", "events_", "sessions_", "active_days_")
 _PROGRESS_MIN = 20_000
-
-
-# ------------------------------------------------------------------------------ model
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    """Which model scored: the URI asked for, the one loaded, registry name and version."""
-
-    uri: str
-    loaded_uri: str
-    name: str | None
-    version: str
-    run_id: str | None = None
-
-
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<suffix>[^/]+))?/?$")
-_RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)(?:/.*)?$")
-
-
-# Reasons read "▲ for; ▼ against": never "+"/"-" first, which Excel takes as a formula.
-REASON_MARKS = ("▲ ", "▼ ")
-
-def resolve_model(uri: str, client: Any) -> ModelRef:
-    """Registry look-up: `models:/name@alias` -> its version (loaded as models:/name/<v>),
-    `models:/name/<v>` checked; `runs:/<id>/...` -> the run id; a path -> the path."""
-    m = _MODELS_URI.match(uri)
-    if m and m["alias"]:
-        mv = client.get_model_version_by_alias(m["name"], m["alias"])
-        return ModelRef(uri, f"models:/{m['name']}/{mv.version}", m["name"], str(mv.version),
-                        mv.run_id)
-    if m and m["suffix"] and m["suffix"].isdigit():
-        mv = client.get_model_version(m["name"], m["suffix"])
-        return ModelRef(uri, uri, m["name"], str(mv.version), mv.run_id)
-    if m and m["suffix"]:  # a stage or "latest": recorded as asked
-        return ModelRef(uri, uri, m["name"], m["suffix"])
-    if m:  # models:/<model id> (MLflow 3 logged model)
-        return ModelRef(uri, uri, None, m["name"])
-    r = _RUNS_URI.match(uri)
-    if r:
-        return ModelRef(uri, uri, None, r["run_id"], r["run_id"])
-    return ModelRef(uri, uri, None, uri)
-
-
-def load_model(uri: str) -> tuple[Any, ModelRef]:
-    """(scoring bundle, model reference) for an MLflow model URI or a local model folder.
-
-    ConfigError when the URI cannot be resolved or loaded, or is not a leadprop model.
-    """
-    ml = tracking.mlflow()
-    try:
-        ref = resolve_model(uri, ml.MlflowClient())
-        pyfunc = ml.pyfunc.load_model(ref.loaded_uri)
-        python_model = pyfunc.unwrap_python_model()
-    except Exception as err:  # noqa: BLE001 - MLflow raises many types for a missing model
-        raise ConfigError(
-            f"model {uri!r} cannot be loaded ({type(err).__name__}: {_first_line(err)}). "
-            "Check `score.model` or `--model`: a registered model with an alias such as "
-            "models:/lead-propensity@champion (run `leadprop register` first), "
-            "models:/<name>/<version>, runs:/<run_id>/model or a local model folder; the "
-            f"MLflow store is {tracking.mlflow().get_tracking_uri()}."
-        ) from None
-    bundle = getattr(python_model, "bundle", None)
-    if bundle is None or not all(hasattr(bundle, a) for a in ("features", "score_frame",
-                                                              "bands")):
-        raise ConfigError(f"model {uri!r} is not a leadprop lead-propensity model (no scoring "
-                          "bundle inside); point `--model` at one logged by `leadprop register`.")
-    if ref.run_id is None:
-        ref = ModelRef(ref.uri, ref.loaded_uri, ref.name, ref.version,
-                       getattr(pyfunc.metadata, "run_id", None))
-    return bundle, ref
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -170,25 +111,6 @@ class Inputs:
     n_events: int
     leads_file: Path
     events_file: Path | None
-
-
-def fill_outcome(raw: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """A copy of a raw leads frame with `converted` present and filled: an empty or missing
-    value becomes "1" when the row has a `converted_at`, else "0" (open leads have no
-    outcome). Returns the frame and what was done: 'given', 'filled' or 'added'."""
-    def blank(values: pd.Series) -> pd.Series:
-        return values.isna() | (values.astype("str").str.strip() == "")
-
-    has_date = ~blank(raw["converted_at"]) if "converted_at" in raw.columns \
-        else pd.Series(False, index=raw.index)
-    implied = pd.Series(np.where(has_date, "1", "0"), index=raw.index, dtype="str")
-    if "converted" not in raw.columns:
-        return raw.assign(converted=implied), "added"
-    empty = blank(raw["converted"])
-    if not empty.any():
-        return raw, "given"
-    filled = raw["converted"].astype("str").where(~empty, implied)
-    return raw.assign(converted=filled), "filled"
 
 
 def read_export(leads_path: Path, events_path: Path | None, options: ReadOptions,
@@ -233,6 +155,7 @@ def read_interim(leads_path: Path, events_path: Path | None, options: ReadOption
     if not leads_path.is_file():
         raise DataError(f"{leads_path}: not found; run `leadprop ingest` (or `dvc repro`) "
                         "first, or pass an export with --leads", file=str(leads_path))
+    check_manifest(leads_path.parent)  # ingest's tables and report written together?
     leads = pd.read_parquet(leads_path)
     if leads.empty:
         raise DataError(f"{leads_path}: the leads table has no rows: there is nothing to "
@@ -257,162 +180,52 @@ def read_interim(leads_path: Path, events_path: Path | None, options: ReadOption
 # ---------------------------------------------------------------------------- scoring
 
 
-@dataclass
-class ScoredLeads:
-    """The model's output for the open leads (sorted by lead_id), the leads that were not
-    open with their reason, and the drift bin counts of the batch."""
+def check_fit_columns(leads: pd.DataFrame, bundle: Any, file: str,
+                      allow_missing: bool = False) -> list[str]:
+    """The lead columns the model's fit features came from (its `input_contract`) that
+    `leads` lacks. DataError naming them unless `allow_missing`; then a loud warning, and
+    the list goes to the batch summary and the MLflow run (tag `missing_fit_columns`)."""
+    contract = (getattr(bundle, "metadata", None) or {}).get("input_contract") or {}
+    if "fit_columns" not in contract:
+        log.info("the model records no fit columns (trained by an older leadprop): the "
+                 "missing-column check is skipped")
+        return []
+    gone = missing_fit_columns(list(leads.columns), contract["fit_columns"])
+    if gone and not allow_missing:
+        raise DataError(
+            f"{file}: lead column(s) {', '.join(gone)} missing: the model's fit features come "
+            f"from them (trained on source {contract.get('source')!r}), so all {len(leads):,} "
+            "leads would be scored as 'unknown' there. Add the column(s) to the export or map "
+            "them in the source configuration (empty values are fine where unknown), or pass "
+            "--allow-missing to score without them.",
+            file=file, column=gone[0], n_rows=len(leads))
+    if gone:
+        log.warning("--allow-missing: %s lack(s) %s, which the model's fit features come from; "
+                    "every lead is scored as 'unknown' there, so scores are less sharp",
+                    file, ", ".join(gone))
+    return gone
 
-    table: pd.DataFrame
-    not_open: pd.DataFrame
-    drift_counts: dict[str, np.ndarray] = field(default_factory=dict)
+
+def holdout_spec(params: Any) -> HoldoutSpec | None:
+    """The batch's holdout (`score.holdout_share` of open leads, keyed by the source)."""
+    share = float(getattr(params.score, "holdout_share", 0.0) or 0.0)
+    if share <= 0:
+        return None
+    return HoldoutSpec(share, params.score.holdout_key, params.source_key)
 
 
-def check_feature_columns(built: Sequence[str], bundle: Any, file: str) -> None:
-    """DataError naming the model's feature columns the built frame lacks (count columns of
-    event types absent from this batch are fine: they are 0)."""
-    have = set(built)
-    fillable = [c for c in bundle.features if c not in have and c.startswith(COUNT_PREFIXES)]
+def score_leads(leads: pd.DataFrame, events: pd.DataFrame | None, bundle: Any,
+                fs: FeatureSettings, as_of: pd.Timestamp, *, file: str = "leads",
+                **kwargs: Any) -> ScoredLeads:
+    """`models.scoring.score_open_leads` (same keyword arguments) with its errors as
+    DataError / ConfigError naming `file`."""
     try:
-        bundle.check_columns(pd.DataFrame(columns=[*built, *fillable]))
-    except ValueError as err:  # models.settings.InputError
-        missing = [c for c in bundle.features if c not in have and c not in fillable]
-        hint = ""
-        extras = [c for c in missing if c.startswith("extra_")]
-        if extras:
-            hint = (" Columns named extra_<name> come from a lead column <name> the training "
-                    "export had: add it to this file (empty values are fine).")
-        raise DataError(f"{file}: the model cannot score these leads: {err}{hint}", file=file,
-                        column=missing[0] if missing else None) from None
-
-
-def pin_extra_types(leads: pd.DataFrame, fs: FeatureSettings) -> tuple[pd.DataFrame, np.ndarray]:
-    """(leads, witness rows) so that scoring in chunks types every extra column as a whole
-    table would: `fit_features` treats an extra column as numeric when all its values look
-    numeric, which a chunk can see differently. Numeric-looking text columns become float
-    once here; for the other text columns one lead whose value is not numeric is returned
-    (row positions) to be added to every chunk's leads (it is not scored)."""
-    numeric: dict[str, pd.Series] = {}
-    witness: set[int] = set()
-    for col in extra_columns(leads, fs):
-        values = leads[col]
-        if (pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values)
-                or pd.api.types.is_bool_dtype(values)):
-            continue
-        if is_numeric_like(values):
-            numeric[col] = pd.to_numeric(values.astype("str").str.strip(), errors="coerce")
-            continue
-        text = values.astype("str").str.strip()
-        bad = values.notna() & pd.to_numeric(text, errors="coerce").isna()
-        if bad.any():
-            witness.add(int(np.argmax(bad.to_numpy())))
-    return (leads.assign(**numeric) if numeric else leads), np.array(sorted(witness), np.int64)
-
-
-def score_open_leads(
-    leads: pd.DataFrame,
-    events: pd.DataFrame | None,
-    bundle: Any,
-    fs: FeatureSettings,
-    as_of: pd.Timestamp,
-    *,
-    chunk_size: int = CHUNK_SIZE,
-    reference: Mapping[str, Any] | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    file: str = "leads",
-    timings: dict[str, float] | None = None,
-) -> ScoredLeads:
-    """Score the leads open at `as_of` in chunks (pure: frames in, frames out).
-
-    Returns `lead_id`, `propensity`, `score`, one column per band set, `reasons`; and, with
-    a drift `reference`, the batch's bin counts of the propensity and tracked features.
-    Output does not depend on `chunk_size`. `timings`, if given, accumulates seconds spent
-    in `features`, `model` and `reasons`.
-    """
-    clock = timings if timings is not None else {}
-    for key in ("features", "model", "reasons"):
-        clock.setdefault(key, 0.0)
-    if chunk_size < 1:
-        raise ConfigError(f"`chunk_size` must be >= 1; got {chunk_size}")
-    open_, not_open = scoring_spine(leads, as_of)
-    open_ = open_.sort_values("lead_id", kind="stable").reset_index(drop=True)
-    leads, witness = pin_extra_types(leads, fs)
-    lead_pos = pd.Index(leads["lead_id"].astype(str))
-    events = empty_events() if events is None else events
-    if len(events) and not events["lead_id"].is_monotonic_increasing:
-        events = events.sort_values(["lead_id", "timestamp"], kind="stable")
-    # one plain array: searchsorted on an Arrow-backed string Series converts it every call
-    ev_ids = events["lead_id"].to_numpy(dtype=object)
-    specs = _drift_specs(reference, bundle)
-    counts = {name: np.zeros(_n_bins(spec), np.int64) for name, spec in specs.items()}
-    bands = {band_column(name): fitted for name, fitted in bundle.bands.items()}
-
-    parts: list[pd.DataFrame] = []
-    total = len(open_)
-    starts = range(0, total, chunk_size) if total else [0]
-    for start in starts:
-        spine = open_.iloc[start:start + chunk_size].reset_index(drop=True)
-        ids = spine["lead_id"].astype(str)
-        rows = np.union1d(lead_pos.get_indexer(ids), witness)
-        if len(ids):
-            lo, hi = ev_ids.searchsorted(ids.iloc[0], "left"), ev_ids.searchsorted(ids.iloc[-1],
-                                                                                  "right")
-            chunk_events = events.iloc[lo:hi]
-        else:
-            chunk_events = events.iloc[:0]
-        t0 = time.perf_counter()
-        built = build_features(spine, leads.take(rows), chunk_events, fs)
-        if start == 0:
-            check_feature_columns(list(built.columns), bundle, file)
-        if not len(spine):
-            break
-        X = align_features(built, bundle.features, bundle.categories)
-        t1 = time.perf_counter()
-        pred = bundle.score_frame(X, marks=REASON_MARKS)
-        part = pd.DataFrame({"lead_id": ids.to_numpy(),
-                             "propensity": pred["propensity"].to_numpy(dtype=float),
-                             "score": pred["score"].to_numpy(dtype=np.int64)})
-        for col in bands:
-            part[col] = pred[col].astype(str).to_numpy()
-        t2 = time.perf_counter()
-        part["reasons"] = pred["reasons"].to_numpy()
-        clock["features"] += t1 - t0
-        clock["model"] += t2 - t1
-        clock["reasons"] += time.perf_counter() - t2
-        parts.append(part)
-        for name, spec in specs.items():
-            values = part["propensity"] if name == "propensity" else X[name]
-            counts[name] += drift.bin_counts(values, spec)
-        if progress is not None:
-            progress(min(start + chunk_size, total), total)
-
-    table = pd.concat(parts, ignore_index=True) if parts else _empty_scored(bands)
-    return ScoredLeads(table, not_open, counts)
-
-
-def _empty_scored(bands: Mapping[str, Any]) -> pd.DataFrame:
-    cols: dict[str, pd.Series] = {"lead_id": pd.Series(dtype="str"),
-                                  "propensity": pd.Series(dtype="float64"),
-                                  "score": pd.Series(dtype="int64")}
-    cols.update({c: pd.Series(dtype="str") for c in bands})
-    cols["reasons"] = pd.Series(dtype="str")
-    return pd.DataFrame(cols)
-
-
-def _drift_specs(reference: Mapping[str, Any] | None, bundle: Any) -> dict[str, Any]:
-    if not reference:
-        return {}
-    specs = {"propensity": reference["propensity"]}
-    specs.update({f: s for f, s in reference.get("features", {}).items() if f in bundle.features})
-    return specs
-
-
-def _n_bins(spec: Mapping[str, Any]) -> int:
-    return len(spec["shares"])
-
-
-def band_orders(bundle: Any) -> dict[str, tuple[str, ...]]:
-    """Band column -> band names from lowest to highest, in the model's band-set order."""
-    return {band_column(name): tuple(fitted.names) for name, fitted in bundle.bands.items()}
+        return score_open_leads(leads, events, bundle, fs, as_of, **kwargs)
+    except MissingFeaturesError as err:
+        raise DataError(f"{file}: {err}", file=file,
+                        column=err.missing[0] if err.missing else None) from None
+    except SettingsError as err:
+        raise ConfigError(str(err)) from None
 
 
 def add_changes(table: pd.DataFrame, previous: pd.DataFrame | None,
@@ -465,7 +278,9 @@ def finish_table(table: pd.DataFrame, as_of: pd.Timestamp, orders: Mapping[str, 
         batch_id=pd.Series([batch_id] * n, index=table.index, dtype="str"),
     )
     cols = ["lead_id", "as_of", "propensity", "score", *orders,
-            *[f"previous_{c}" for c in orders], "movement", "reasons", "model_version",
+            *[f"previous_{c}" for c in orders], "movement",
+            *[c for c in ("holdout", *SCORED_COLUMNS) if c in out.columns], "reasons",
+            "model_version",
             "scored_at", "batch_id"]
     out = out[cols].sort_values(["propensity", "lead_id"], ascending=[False, True],
                                 kind="stable")
@@ -663,51 +478,72 @@ def from_params(
     scored_at: Any = None,
     chunk_size: int | None = None,
     progress: bool = True,
+    allow_empty: bool = False,
+    trust_model: bool = False,
+    allow_missing: bool = False,
 ) -> dict[str, Any]:
     """Score one batch; returns its summary (counts, bands, drift, outputs, MLflow run id).
+
+    One batch per (source, as_of, input content): it replaces an earlier batch with the
+    same key (`scoring_io.BatchKey`); an empty batch never replaces one with rows unless
+    `allow_empty`.
 
     Without `leads`: params mode (interim tables; as_of = score.as_of or the data end).
     With `leads`: export mode (validated raw export; as_of defaults to now). `out` defaults
     to `paths.scored/scored_leads`; `db` (+ `table`, default scored_leads) appends to SQL.
     `chunk_size` defaults to `score.chunk_size` when params have it, else 100 000.
+    A model outside the configured MLflow store (a folder, a foreign URI) is refused before
+    anything is read unless `trust_model` (`pipeline.model_store.check_trusted`).
+    Leads without a column the model's fit features came from are refused unless
+    `allow_missing` (`check_fit_columns`; the summary and the MLflow run then say so).
     """
     chunk_size = chunk_size or getattr(params.score, "chunk_size", None) or CHUNK_SIZE
     if table is not None and db is None:
         raise ConfigError("`--table` needs `--db` (the database URL to write the table to)")
-    sql = (scoring_io.SqlTarget(db, scoring_io.DEFAULT_TABLE if table is None else table)
-           if db is not None else None)
+    history = getattr(params, "source_key", "synthetic")  # per-source tables and files
+    sql = (scoring_io.SqlTarget(db, scoring_io.default_table(history) if table is None
+                                else table) if db is not None else None)
     try:
         fs = FeatureSettings.from_params(params.features)
     except ValueError as err:
         raise ConfigError(f"params: {err}") from err
     options = ReadOptions.from_params(getattr(params, "ingest", None) or {})
     model_uri = model or params.score.model
-    paths = scoring_io.output_paths(Path(out) if out else Path(params.paths.scored) / OUT_NAME)
+    check_trusted(model_uri, trust_model)  # before any input is read or model unpickled
+    paths = scoring_io.output_paths(Path(out) if out else
+                                    scoring_io.default_out(params.paths.scored, history))
     stamp = parse_moment("--scored-at", scored_at) or now_utc()
     asked = parse_moment("--as-of", as_of)
     clock = params.ingest_now if getattr(params, "ingest_now", None) is not None else utc_now()
 
     with scoring_io.engine_for(sql) as engine:   # a bad --db fails before any work
+        scoring_io.recover_interrupted(paths, engine, sql)  # a run killed mid-write
+        # events are not read here: `streaming` reads them one bucket of leads at a time
         if leads is not None:
             moment = asked or now_utc()
-            inputs = read_export(Path(leads), Path(events) if events else None, options,
-                                 max(clock, moment))
+            inputs = read_export(Path(leads), None, options, max(clock, moment))
+            stream = streaming.events_to_stream(inputs, events, validate=True,
+                                                now=max(clock, moment))
         else:
             interim = Path(params.paths.interim)
             ev_path = Path(events) if events else interim / "events.parquet"
             moment = asked or parse_moment("score.as_of", params.score.as_of)
-            inputs = read_interim(interim / "leads.parquet",
-                                  ev_path if (events or ev_path.is_file()) else None, options,
-                                  max(clock, moment) if moment is not None else clock,
-                                  validate_events_file=events is not None)
+            now = max(clock, moment) if moment is not None else clock
+            inputs = read_interim(interim / "leads.parquet", None, options, now)
+            stream = streaming.events_to_stream(
+                inputs, ev_path if (events or ev_path.is_file()) else None,
+                validate=events is not None, now=now)
             if moment is None:
-                moment = data_end(inputs.leads, inputs.events if len(inputs.events) else None)
+                moment = data_end(inputs.leads, streaming.event_timestamps(
+                    stream.path, options, now if stream.validate else None) if stream else None)
         if inputs.events_file is None:
             log.warning("no events file: behaviour features are empty, so scores rest on lead "
                         "attributes only and run low for active leads")
 
         tracking.configure()
-        bundle, ref = load_model(model_uri)
+        bundle, ref = load_model(model_uri, trust=trust_model)
+        missing_fit = check_fit_columns(inputs.leads, bundle, str(inputs.leads_file),
+                                        allow_missing)
         leads_hash = tracking.file_hash([inputs.leads_file])
         events_hash = tracking.file_hash([inputs.events_file]) if inputs.events_file else "none"
         batch_id = make_batch_id(moment, ref, leads_hash, events_hash)
@@ -717,29 +553,42 @@ def from_params(
 
         bar = _ProgressBar(progress)
         try:
-            scored = score_open_leads(inputs.leads, inputs.events, bundle, fs, moment,
-                                      chunk_size=chunk_size, reference=reference, progress=bar,
-                                      file=str(inputs.leads_file))
+            scored = streaming.score_inputs(
+                inputs, stream, bundle, fs, moment, options=options,
+                chunk_events=getattr(params.score, "chunk_events", None) or streaming.CHUNK_EVENTS,
+                score=functools.partial(score_leads, file=str(inputs.leads_file),
+                                        phrases=outputs.reason_phrases(params.score),
+                                        holdout=holdout_spec(params)),
+                chunk_size=chunk_size, reference=reference, progress=bar)
         finally:
             bar.close()
         orders = band_orders(bundle)
         if engine is not None:
-            previous, previous_id = scoring_io.read_previous_sql(engine, sql.table, moment,
-                                                                 list(orders))
+            previous, previous_id = scoring_io.read_previous_sql(
+                engine, sql.table, moment, list(orders),
+                source=history)  # the same key BatchKey records
         else:
             previous, previous_id = scoring_io.select_previous(
                 scoring_io.read_previous_file(paths), batch_id, moment, list(orders))
+        if previous_id is not None and not same_lineage(previous_id, ref):
+            log.warning("the previous batch %s was scored by another model lineage than %s: "
+                        "its bands are not compared (movement=new)", previous_id, lineage(ref))
+            previous, previous_id = None, None
         final = finish_table(add_changes(scored.table, previous, orders), moment, orders,
                              model_version=ref.version, scored_at=stamp, batch_id=batch_id)
+        final = outputs.with_pass_through(final, inputs.leads, params.score,
+                                          file=str(inputs.leads_file))  # scored table only
         psi = drift.drift_psi(reference, scored.drift_counts) if reference else {}
         summary = {
             "batch_id": batch_id, "as_of": moment.isoformat(), "scored_at": stamp.isoformat(),
+            "source": history,
             "model": {"uri": ref.uri, "loaded_uri": ref.loaded_uri, "name": ref.name,
                       "version": ref.version, "run_id": ref.run_id},
             "inputs": {"leads": str(inputs.leads_file),
                        "events": str(inputs.events_file) if inputs.events_file else None,
                        "leads_hash": leads_hash, "events_hash": events_hash},
             "previous_batch": previous_id,
+            "missing_fit_columns": missing_fit,
             **batch_summary(final, scored.not_open, inputs, orders, psi,
                             drift.bin_sizes(reference) if reference else None),
             "outputs": {**paths.as_dict(), "sql": sql.shown if sql else None},
@@ -751,11 +600,15 @@ def from_params(
         quality_file = Path(params.paths.reports) / "data_quality.json"
         quality = read_json(quality_file) if leads is None and quality_file.is_file() else None
         summary["end_to_end"] = end_to_end(quality, summary["counts"])
-        append = (lambda: scoring_io.append_batch(engine, sql.table, final, batch_id)) \
+        key = scoring_io.BatchKey(history, moment, f"{leads_hash}-{events_hash}")
+        append = (lambda: scoring_io.append_batch(engine, sql.table, final, batch_id, key,
+                                                  allow_empty)) \
             if engine is not None else None
         with batch_run(summary, chunk_size) as run_id:  # a failed write is a failed run
-            scoring_io.write_batch_files(paths, final, inputs.rejects, inputs.rejects_events,
-                                         then=append)
+            summary["outputs"].update(outputs.write_batch(  # csv/xlsx/parquet + history
+                paths, final, inputs.rejects, inputs.rejects_events, bands=bundle.bands,
+                settings=params.score, then=append, batch_id=batch_id,
+                sql_target=sql.shown if sql else None, allow_empty=allow_empty))
         summary["mlflow_run_id"] = run_id
     if leads is None:
         write_json(Path(params.paths.reports) / ACCOUNTING_FILE,
@@ -776,14 +629,16 @@ def batch_run(summary: Mapping[str, Any], chunk_size: int) -> Iterator[str]:
     ml = tracking.mlflow()
     ml.set_experiment(tracking.SCORING_EXPERIMENT)
     model, inputs, outputs = summary["model"], summary["inputs"], summary["outputs"]
-    with ml.start_run(run_name=f"score-{summary['batch_id']}") as run:
+    with tracking.start_run(run_name=f"score-{summary['batch_id']}") as run:
         ml.set_tags({
             "stage": "score", "git_commit": tracking.git_commit(),
+            "source": summary.get("source") or "synthetic",
             "batch_id": summary["batch_id"], "model_name": model["name"] or "unregistered",
             "model_version": model["version"], "model_uri": model["uri"],
             "model_run_id": model["run_id"] or "",
             "previous_batch": summary["previous_batch"] or "",
             "drift_warning": ", ".join(summary["drift_warnings"]) or "none",
+            "missing_fit_columns": ", ".join(summary.get("missing_fit_columns") or []) or "none",
             **{f"output.{k}": v for k, v in outputs.items() if v},
         })
         tracking.log_params({
@@ -830,12 +685,10 @@ def counts_table(summary: Mapping[str, Any]) -> Any:
         t.add_row(f"movement: {m}", f"{n:,}")
     for name in summary["drift_warnings"]:
         t.add_row(f"[yellow]drift: {name}[/]", f"PSI {summary['drift'][name]['psi']:.2f}")
+    for name in summary.get("missing_fit_columns") or []:
+        t.add_row(f"[bold red]missing fit column: {name}[/]",
+                  "scored as 'unknown' (--allow-missing)")
     for k, v in summary["outputs"].items():
         if v:
             t.add_row(f"→ {k}", str(v))
     return t
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

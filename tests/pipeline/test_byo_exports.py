@@ -93,7 +93,7 @@ def check_accounting(run: Run, raw_rows: int, rejected_at_ingest: int) -> dict[s
     accounting = run.json("reports/accounting.json")
     assert accounting["raw_rows"] == raw_rows
     assert accounting["rejected_at_ingest"] == rejected_at_ingest
-    assert accounting["scored"] == len(run.parquet("data/scored/scored_leads.parquet"))
+    assert accounting["scored"] == len(run.parquet("data/scored/byo/scored_leads.parquet"))
     assert raw_rows == (accounting["duplicates_dropped"] + accounting["rejected_at_ingest"]
                         + accounting["scored"] + accounting["not_open"]
                         + accounting["rejected_at_scoring"])
@@ -177,7 +177,7 @@ def test_amocrm_trains_evaluates_registers_and_scores(amocrm: Run) -> None:
     assert counts["input"] == counts["scored"] + counts["not_open"] + counts["rejected"] == 2497
     # every raw row of leads.csv is accounted for, from the export to the scored table
     check_accounting(amocrm, raw_rows=2500, rejected_at_ingest=3)
-    scored = amocrm.parquet("data/scored/scored_leads.parquet")
+    scored = amocrm.parquet("data/scored/byo/scored_leads.parquet")
     assert len(scored) == counts["scored"] > 0
     assert scored["reasons"].str.len().gt(0).all()
     assert not scored["reasons"].str.contains("manager_grade|@|\\+7", regex=True).any()
@@ -241,7 +241,7 @@ def test_xeducation_scores_the_open_leads_as_of_the_export(xeducation: Run) -> N
     assert batch["as_of"] == "2019-12-31T00:00:00"
     assert batch["counts"]["scored"] == 5679
     assert batch["counts"]["not_open_by_reason"]["converted"] == 3561
-    scored = xeducation.parquet("data/scored/scored_leads.parquet")
+    scored = xeducation.parquet("data/scored/byo/scored_leads.parquet")
     assert scored["temperature"].isin(["cold", "warm", "hot"]).all()
     assert not scored["reasons"].str.contains("tags|lead quality", case=False).any()
     assert xeducation.json("reports/registry.json")["version"] == "1"

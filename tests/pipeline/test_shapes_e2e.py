@@ -65,7 +65,7 @@ def repro(work: Path, config: dict[str, Any]) -> Path:
 
 def check_accounting(work: Path, raw_rows: int) -> dict[str, Any]:
     """The scored table exists and every raw lead row is accounted for."""
-    scored = pd.read_parquet(work / "data" / "scored" / "scored_leads.parquet")
+    scored = pd.read_parquet(work / "data" / "scored" / "shape" / "scored_leads.parquet")
     assert len(scored) > 0 and scored["lead_id"].is_unique
     assert scored["score"].between(1, 99).all()
     accounting = json.loads((work / "reports" / "accounting.json").read_text(encoding="utf-8"))

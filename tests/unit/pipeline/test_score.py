@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from features.build import build_features, feature_columns, feature_groups
 from features.settings import FeatureSettings, SnapshotSettings
 from features.snapshots import data_end, training_spine
-from models.bundle import model_input
+from models import scoring
 from models.drift import drift_reference, top_features
 from models.training import train_all
-from pipeline import scoring_io, tracking
-from pipeline.contract import validate_leads
+from pipeline import pyfunc_model, scoring_io, tracking
+from pipeline.contract import CONTRACT_VERSION, validate_leads
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers import read_table
 from pipeline.settings import parse_params
@@ -138,14 +138,15 @@ def world(tmp_path_factory: pytest.TempPathFactory):
                            bundle.model.booster_.feature_importance("gain"), 10)
         bundle.metadata["reference"] = drift_reference(
             bundle.matrix(train_rows), bundle.propensity(train_rows), top)
+        bundle.metadata["input_contract"] = pyfunc_model.input_contract(
+            leads, events, source="synthetic", source_hash="none",
+            features=RAW_PARAMS["features"], ingest={}, contract_version=CONTRACT_VERSION)
         joblib.dump(bundle, root / "bundle.joblib")
-        example = model_input(frame.head(5), bundle.features)
         tracking.configure()
         ml = tracking.mlflow()
         ml.set_experiment(tracking.TRAINING_EXPERIMENT)
         with ml.start_run():
-            info = tracking.log_bundle_model(root / "bundle.joblib", example,
-                                             bundle.predict_frame(example),
+            info = tracking.log_bundle_model(root / "bundle.joblib",
                                              registered_model_name="lead-propensity")
         ml.MlflowClient().set_registered_model_alias("lead-propensity", "champion",
                                                       str(info.registered_model_version))
@@ -192,7 +193,7 @@ def test_every_lead_is_scored_not_open_or_rejected(env, tmp_path):
     scored = pd.read_parquet(tmp_path / "out" / "batch.parquet")
     assert list(scored.columns) == [
         "lead_id", "as_of", "propensity", "score", "temperature", "lifecycle_stage",
-        "previous_temperature", "previous_lifecycle_stage", "movement", "reasons",
+        "previous_temperature", "previous_lifecycle_stage", "movement", "holdout", "reasons",
         "model_version", "scored_at", "batch_id"]
     assert len(scored) == c["scored"] and scored["lead_id"].is_unique
     order = scored.sort_values(["propensity", "lead_id"], ascending=[False, True])
@@ -257,7 +258,7 @@ def test_mlflow_run_records_the_batch(env, tmp_path):
 
 def test_events_after_as_of_change_no_score(env):
     bundle, fs, leads, events = env["bundle"], env["fs"], env["leads"], env["events"]
-    base = stage.score_open_leads(leads, events, bundle, fs, AS_OF_1)
+    base = scoring.score_open_leads(leads, events, bundle, fs, AS_OF_1)
     open_ids = base.table["lead_id"].tolist()
     rng = np.random.default_rng(3)
     later = pd.DataFrame({
@@ -268,14 +269,14 @@ def test_events_after_as_of_change_no_score(env):
                                 dtype="str"),
     })
     more = pd.concat([events, later], ignore_index=True)
-    after = stage.score_open_leads(leads, more, bundle, fs, AS_OF_1)
+    after = scoring.score_open_leads(leads, more, bundle, fs, AS_OF_1)
     pd.testing.assert_frame_equal(base.table, after.table)
 
 
 def test_chunk_size_changes_nothing(env):
     bundle, fs, leads, events = env["bundle"], env["fs"], env["leads"], env["events"]
-    whole = stage.score_open_leads(leads, events, bundle, fs, AS_OF_1, chunk_size=10**6)
-    small = stage.score_open_leads(leads, events, bundle, fs, AS_OF_1, chunk_size=45)
+    whole = scoring.score_open_leads(leads, events, bundle, fs, AS_OF_1, chunk_size=10**6)
+    small = scoring.score_open_leads(leads, events, bundle, fs, AS_OF_1, chunk_size=45)
     pd.testing.assert_frame_equal(whole.table, small.table)
 
 
@@ -322,6 +323,47 @@ def test_second_sql_batch_has_change_columns(env, tmp_path):
     finally:
         engine.dispose()
     assert len(again) == len(table) and again["batch_id"].nunique() == 2
+
+
+def test_holdout_is_the_keyed_hash_stable_across_batches(env, tmp_path):
+    from models.holdout import assign_holdout
+
+    db = f"sqlite:///{tmp_path}/scores.db"
+    one = run(env, tmp_path, db=db, as_of=AS_OF_1)
+    two = run(env, tmp_path, db=db, as_of=AS_OF_2)
+    engine = scoring_io.open_engine(scoring_io.SqlTarget(db))
+    try:
+        table = scoring_io.read_batches(engine, "scored_leads")
+    finally:
+        engine.dispose()
+    first = table[table["batch_id"] == one["batch_id"]].set_index("lead_id")["holdout"]
+    second = table[table["batch_id"] == two["batch_id"]].set_index("lead_id")["holdout"]
+    both = first.index.intersection(second.index)
+    assert len(both) and (first[both].astype(bool) == second[both].astype(bool)).all()
+    settings = env["params"].score
+    expected = assign_holdout(first.index, settings.holdout_share, key=settings.holdout_key,
+                              source=env["params"].source_key)
+    assert (first.astype(bool).to_numpy() == expected).all()
+    assert 0 < first.astype(bool).sum() < len(first)
+
+
+def test_an_older_sql_table_gets_the_new_columns(env, tmp_path):
+    import sqlalchemy as sa
+
+    db = f"sqlite:///{tmp_path}/scores.db"
+    one = run(env, tmp_path, db=db, as_of=AS_OF_1)
+    engine = sa.create_engine(db)
+    with engine.begin() as conn:               # the layout before the holdout flag existed
+        conn.execute(sa.text("ALTER TABLE scored_leads DROP COLUMN holdout"))
+    engine.dispose()
+    two = run(env, tmp_path, db=db, as_of=AS_OF_2)
+    engine = scoring_io.open_engine(scoring_io.SqlTarget(db))
+    try:
+        table = scoring_io.read_batches(engine, "scored_leads")
+    finally:
+        engine.dispose()
+    assert table.loc[table["batch_id"] == one["batch_id"], "holdout"].isna().all()
+    assert table.loc[table["batch_id"] == two["batch_id"], "holdout"].notna().all()
 
 
 def test_previous_output_file_gives_change_columns(env, tmp_path):
@@ -388,7 +430,7 @@ def test_neutralise_prefixes_formula_cells(cell):
 def test_crash_mid_write_keeps_previous_files(env, tmp_path, monkeypatch):
     run(env, tmp_path, as_of=AS_OF_1)
     out = tmp_path / "out"
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def half_then_die(frame, path):
         Path(path).write_text("lead_id,propensity\nL0001,0.5\nL00", encoding="utf-8")
@@ -397,8 +439,8 @@ def test_crash_mid_write_keeps_previous_files(env, tmp_path, monkeypatch):
     monkeypatch.setattr(scoring_io, "write_excel_csv", half_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(env, tmp_path, as_of=AS_OF_2)
-    after = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert after == before    # same files, same bytes, no temp files left
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before    # same files (history too), same bytes, no temp files left
 
 
 def test_crash_mid_sql_append_rolls_back(env, tmp_path, monkeypatch):
@@ -437,10 +479,13 @@ def test_missing_feature_column_is_named(env, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("uri", ["models:/lead-propensity@nobody", "models:/no-such-model/1",
-                                 "does/not/exist"])
-def test_nonexistent_model_uri(env, tmp_path, uri):
-    with pytest.raises(ConfigError, match="cannot be loaded"):
+@pytest.mark.parametrize(("uri", "message"), [
+    ("models:/lead-propensity@nobody", "cannot be loaded"),
+    ("models:/no-such-model/1", "cannot be loaded"),
+    ("does/not/exist", "not in the configured MLflow store"),   # a foreign path: not trusted
+])
+def test_nonexistent_model_uri(env, tmp_path, uri, message):
+    with pytest.raises(ConfigError, match=message):
         run(env, tmp_path, model=uri)
 
 
@@ -523,7 +568,7 @@ def test_mixed_extra_column_is_typed_as_a_whole_table_would_be():
         "tier": pd.Series(["1", "2", "gold", None], dtype="str"),
         "seats": pd.Series([" 5", "10", None, "7"], dtype="str"),
     })
-    pinned, witness = stage.pin_extra_types(leads, fs)
+    pinned, witness = scoring.pin_extra_types(leads, fs)
     assert witness.tolist() == [2]
     assert pinned["seats"].tolist()[:2] == [5.0, 10.0] and leads["seats"].iloc[0] == " 5"
     spine = pd.DataFrame({"lead_id": pd.Series(["a"], dtype="str"),
@@ -548,3 +593,50 @@ def test_failed_write_is_a_failed_mlflow_run(env, tmp_path, monkeypatch):
     runs = ml.search_runs(experiment_names=[tracking.SCORING_EXPERIMENT],
                           order_by=["start_time DESC"], max_results=1)
     assert runs.iloc[0]["status"] == "FAILED"
+
+
+def test_missing_fit_columns_stop_the_batch_unless_allowed(env, tmp_path):
+    # the model's fit features came from job_title and budget: without them every lead would
+    # be 'unknown' there, so the batch stops ...
+    leads = write_csv(env["leads_raw"].drop(columns=["job_title", "budget"]),
+                      tmp_path / "leads.csv")
+    with pytest.raises(DataError, match="job_title, budget missing") as info:
+        run(env, tmp_path, leads=leads)
+    assert info.value.column == "job_title" and info.value.n_rows == len(env["leads_raw"])
+    assert "--allow-missing" in str(info.value)
+    assert not (tmp_path / "out").exists()
+    # ... unless allowed: then the summary and the MLflow run say so
+    summary = run(env, tmp_path, leads=leads, allow_missing=True)
+    assert summary["missing_fit_columns"] == ["job_title", "budget"]
+    tags = tracking.mlflow().get_run(summary["mlflow_run_id"]).data.tags
+    assert tags["missing_fit_columns"] == "job_title, budget"
+    full = run(env, tmp_path, out=tmp_path / "full")
+    assert full["missing_fit_columns"] == []
+    assert tracking.mlflow().get_run(full["mlflow_run_id"]).data.tags[
+        "missing_fit_columns"] == "none"
+
+
+def test_cli_allow_missing_flag(env, tmp_path):
+    from pipeline.cli import app
+
+    params = tmp_path / "params.yaml"
+    import yaml
+
+    params.write_text(yaml.safe_dump(RAW_PARAMS), encoding="utf-8")
+    leads = write_csv(env["leads_raw"].drop(columns=["budget"]), tmp_path / "leads.csv")
+    args = ["score", "--params", str(params), "--leads", str(leads), "--as-of", "2025-10-01",
+            "--out", str(tmp_path / "o")]
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "budget" in refused.output and "--allow-missing" in refused.output
+    allowed = CliRunner().invoke(app, [*args, "--allow-missing"])
+    assert allowed.exit_code == 0, allowed.output
+    assert "missing fit column: budget" in allowed.output
+
+
+def test_core_does_not_mutate_its_inputs(env):
+    leads, events = env["leads"].copy(), env["events"].copy()
+    scoring.score_open_leads(env["leads"], env["events"], env["bundle"], env["fs"], AS_OF_1,
+                             chunk_size=100)
+    pd.testing.assert_frame_equal(env["leads"], leads)
+    pd.testing.assert_frame_equal(env["events"], events)

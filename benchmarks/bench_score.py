@@ -1,4 +1,7 @@
-"""Speed and memory benchmark of batch scoring (`pipeline.stages.score.score_open_leads`).
+"""Speed benchmark of the scoring core alone (`models.scoring.score_open_leads`) on frames
+already in memory: the model-and-reasons throughput (`make bench` runs it only with
+`--only score_core`). It does not measure what a user runs (reading and validating the
+files): `benchmarks.bench_score_cli` does.
 
 `bench(leads, events, bundle, settings)` scores the open leads of the given frames in chunks
 and reports wall seconds (total and per phase: features, model, reasons), the peak RSS
@@ -25,7 +28,7 @@ from features.settings import FeatureSettings
 
 STAND_IN_PARAMS: dict[str, Any] = {
     "split": {"train": 0.6, "calibration": 0.2, "test": 0.2},
-    "train": {"seed": 0, "early_stopping_rounds": 50,
+    "train": {"seed": 0, "early_stopping_rounds": 50, "tune": {"enabled": False},
               "lightgbm": {"n_estimators": 400, "learning_rate": 0.05}},
     "calibration": {"method": "isotonic"},
     "bands": {
@@ -79,7 +82,7 @@ def bench(leads: pd.DataFrame, events: pd.DataFrame, bundle: Any, settings: Feat
     frames and model included; the peak mark is reset first, on Linux), and the shape.
     """
     from features.snapshots import data_end
-    from pipeline.stages.score import score_open_leads
+    from models.scoring import score_open_leads
 
     at = pd.Timestamp(as_of) if as_of is not None else data_end(leads, events)
     reset = _reset_peak_rss()

@@ -5,8 +5,13 @@ the machine they ran on in `reports/bench.json`.
   peak RSS of the process tree; target < 180 s, < 4 GB.
 - features: training feature build on 1M leads / 30M events (4 snapshot ages);
   target < 60 s, < 6 GB.
-- score: batch scoring of the open leads among 1M leads / 30M events, end to end and the
-  model-and-reasons part; targets < 90 s, < 6 GB, >= 100,000 leads/s.
+- score: `leadprop score --leads leads.csv --events events.csv` as a user runs it, in a
+  child process, on the generator's 1M-lead export (about 54M events; generated once into
+  `data/bench`, git-ignored) and on its first 3M / 10M / 30M events (memory vs events);
+  wall time and peak RSS of the child's process tree; target < 6 GB at 54M events
+  (`benchmarks.bench_score_cli`).
+- score_core: the scoring core alone on in-memory frames (model + reasons leads/s;
+  target >= 100,000 leads/s); only with `--only score_core`.
 
 `python -m benchmarks.run --leads 100000 --events 3000000` runs a smaller version.
 """
@@ -63,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=30_000_000)
     parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
-    parser.add_argument("--only", choices=("generate", "features", "score"), action="append")
+    parser.add_argument("--only", choices=("generate", "features", "score", "score_core"),
+                        action="append")
+    parser.add_argument("--score-events", nargs="+",
+                        default=["3000000", "10000000", "30000000", "all"],
+                        help="event counts of the score benchmark ('all': the whole export)")
     args = parser.parse_args(argv)
     which = args.only or ["generate", "features", "score"]
     results: dict = {"machine": machine(), "leads": args.leads, "events": args.events}
@@ -82,8 +91,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"main(['--leads', '{args.leads}', '--events', '{args.events}'])"
             )
         if "score" in which:
-            print(f"score: {args.leads:,} leads / {args.events:,} events ...", flush=True)
+            print(f"score (the CLI on files): {args.leads:,} leads ...", flush=True)
             results["score"] = _run(
+                "from benchmarks.bench_score_cli import main;"
+                f"main(['--leads', '{args.leads}', '--events', *{args.score_events!r}])"
+            )
+        if "score_core" in which:
+            print(f"score_core: {args.leads:,} leads / {args.events:,} events ...", flush=True)
+            results["score_core"] = _run(
                 "from benchmarks.bench_score import main;"
                 f"main(['--leads', '{args.leads}', '--events', '{args.events}'])"
             )

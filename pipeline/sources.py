@@ -63,7 +63,10 @@ from pipeline.readers import ReadOptions, read_table
 log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
-ROLES = ("fit", "behaviour", "ignore", "exclude")
+ROLES = ("fit", "behaviour", "ignore", "exclude", "pass")
+#: Interim prefix of a `pass` column (name, owner...): copied into the scored table only
+#: (`score.pass_through`); `_`-prefixed columns are never features and never audited.
+PASS_PREFIX = "_pass_"
 DEFAULT_ROLES = ("fit", "behaviour", "ignore", "error")
 TYPES = ("auto", "number", "category", "flag", "date")
 MISSING_OUTCOME = ("error", "negative", "reject")
@@ -570,6 +573,11 @@ def effective_params(raw: Mapping[str, Any]) -> dict[str, Any]:
     features["exclude"] = _union(features.get("exclude"), exclude, drop=safe)
     features["safe"] = _union(features.get("safe"), safe, drop=exclude)
     merged["features"] = features
+    passed = [s.name.removeprefix(PASS_PREFIX) for s in config.leads.roles if s.role == "pass"]
+    if passed:
+        score = dict(merged.get("score") or {})
+        score["pass_through"] = _union(score.get("pass_through"), passed, drop=())
+        merged["score"] = score
     return merged
 
 
@@ -978,6 +986,8 @@ def _resolve_roles(config: SourceConfig, raw: pd.DataFrame) -> tuple[tuple[Colum
         if not name:
             raise ConfigError(f"{config.file}: {spec.column!r} has no letters or digits to name "
                               f"it by; give it a name: `leads.roles.{spec.column}.name`")
+        if spec.role == "pass":  # stored as _pass_<name>: never a feature, never audited
+            name = f"{PASS_PREFIX}{name.removeprefix(PASS_PREFIX)}"
         if name in KNOWN_COLUMNS or name in REJECT_COLUMNS or name == "converted":
             raise ConfigError(
                 f"{config.file}: the column {spec.column!r} would be stored as {name!r}, a "
@@ -1113,6 +1123,11 @@ def type_columns(config: SourceConfig, leads: pd.DataFrame, columns: Sequence[Co
             continue
         text = out[spec.name].astype("str").str.strip().where(out[spec.name].notna())
         kind = spec.type
+        if spec.role == "pass":  # shown as exported in the scored table; may be personal
+            out[spec.name] = text.astype("str")
+            resolved.append(ColumnSpec(spec.column, spec.role, "text", spec.name, spec.reason,
+                                       spec.safe))
+            continue
         if kind in ("auto", "category"):  # by content, before digits turn into numbers
             _refuse_personal(text, spec, config, file)  # excluded ones stay in the interim too
         if kind == "auto":
@@ -1304,7 +1319,8 @@ def source_report(config: SourceConfig, mapped: Mapped, columns: Sequence[Column
         "map": dict(config.leads.map),
         "events_map": dict(config.events.map) if config.events else None,
         "outcome": {**outcome, "counts": mapped.outcome_counts},
-        "columns": [{"column": s.column, "name": s.name, "feature": f"extra_{s.name}",
+        "columns": [{"column": s.column, "name": s.name,
+                     "feature": None if s.role == "pass" else f"extra_{s.name}",
                      "role": s.role, "type": s.type, "safe": s.safe, "reason": s.reason}
                     for s in columns],
         "ignored": list(mapped.ignored),

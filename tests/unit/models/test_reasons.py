@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.reasons import describe, top_reasons
+from models.reasons import PHRASES_FILE, PhraseError, describe, load_phrases, top_reasons
 
 
 @pytest.mark.parametrize(
@@ -21,15 +21,23 @@ from models.reasons import describe, top_reasons
         (
             "grp_ready_to_buy_90d",
             3,
-            "3 ready-to-buy actions (demo, quote, consultation, chat) in the last 90 days",
+            "3 requests for a demo, quote or consultation in the last 90 days",
         ),
-        ("days_since_last_pricing", 12.4, "last pricing actions 12 days ago"),
-        ("days_since_last_pricing", math.nan, "no pricing actions yet"),
+        ("grp_ready_to_buy_90d", 1,
+         "1 request for a demo, quote or consultation in the last 90 days"),
+        ("days_since_last_ready_to_buy", 3.2, "asked for a demo, quote or consultation 3 days ago"),
+        ("days_since_last_pricing", 12.4, "looked at prices 12 days ago"),
+        ("days_since_last_pricing", 1.0, "looked at prices 1 day ago"),
+        ("sessions_30d", 1, "1 visit in the last 30 days"),
+        ("sessions_30d", 2, "2 visits in the last 30 days"),
+        ("lead_age_days", 1, "the lead came in 1 day ago"),
+        ("streak_unopened_emails", 1, "left the last marketing email unopened"),
+        ("streak_unopened_emails", 3, "left the last 3 marketing emails unopened"),
         ("fit_email_domain_type", "free_mail", "free-mail address"),
         ("fit_seniority", "c_level", "seniority: c level"),
         ("fit_bant_answered", 2.0, "answered 2 of 3 qualifying questions"),
         ("fit_log_company_size", math.log1p(250), "company of about 250 employees"),
-        ("email_open_rate", 0.25, "email open rate 25%"),
+        ("email_open_rate", 0.25, "open rate of marketing emails 25%"),
         ("trend_7d_vs_prior_30d", -0.3, "activity fading"),
         ("extra_lead_score_from_crm", 7, "lead score from crm: 7"),
     ],
@@ -79,11 +87,11 @@ def reference_reasons(
             f"+ {describe(values.columns[j], values.iloc[i, j])}" for j in up if row[j] >= min_abs
         ]
         parts += [
-            f"− {describe(values.columns[j], values.iloc[i, j])}"
+            f"− {describe(values.columns[j], values.iloc[i, j], against=True)}"
             for j in down
             if row[j] <= -min_abs
         ]
-        out.append("; ".join(parts))
+        out.append("; ".join(p for p in parts if p not in ("+ ", "− ")))
     return out
 
 
@@ -172,3 +180,155 @@ def test_weak_models_give_few_or_no_reasons_and_never_crash(contrib: np.ndarray)
     assert len(out) == contrib.shape[0]
     expected = [bool((np.abs(row) >= 0.05).any()) for row in contrib]
     assert [bool(r) for r in out] == expected
+
+
+# ------------------------------------------------------------ the phrase file's rules
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "expected"),
+    [
+        ("days_since_last_ready_to_buy", 1.0, "asked for a demo, quote or consultation 1 day ago"),
+        ("days_since_last_ready_to_buy", 2.0, "asked for a demo, quote or consultation 2 days ago"),
+        ("sessions_7d", 1, "1 visit in the last 7 days"),
+        ("sessions_7d", 4, "4 visits in the last 7 days"),
+        ("grp_pricing_30d", 1, "1 look at prices in the last 30 days"),
+        ("grp_pricing_30d", 2, "2 looks at prices in the last 30 days"),
+        ("evt_demo_request_90d", 1, "asked for a demo once in the last 90 days"),
+        ("evt_demo_request_90d", 2, "asked for a demo 2 times in the last 90 days"),
+        ("bursts_all", 1, "1 burst of activity so far"),
+        ("bursts_all", 3, "3 bursts of activity so far"),
+        ("burst_gap_days", 1, "came back after 1 day of silence"),
+    ],
+)
+def test_singular_and_plural_forms(feature: str, value: float, expected: str) -> None:
+    assert describe(feature, value) == expected
+
+
+def test_a_stale_event_against_says_its_age_and_that_interest_faded() -> None:
+    assert describe("days_since_last_demo_request", 20, against=True) == (
+        "asked for a demo 20 days ago; interest has faded since"
+    )
+    assert describe("days_since_last_ready_to_buy", 20.0, against=True) == (
+        "asked for a demo, quote or consultation 20 days ago; interest has faded since"
+    )
+    # as a reason for, the same event reads plainly
+    assert describe("days_since_last_ready_to_buy", 3.0) == (
+        "asked for a demo, quote or consultation 3 days ago"
+    )
+    out = top_reasons(np.array([[-0.4]]), pd.DataFrame({"days_since_last_ready_to_buy": [20.0]}),
+                      ["days_since_last_ready_to_buy"])
+    assert out == ["− asked for a demo, quote or consultation 20 days ago; interest has faded "
+                   "since"]
+
+
+def test_a_count_against_carries_the_last_events_age_or_is_left_out() -> None:
+    features = ["grp_ready_to_buy_90d"]
+    contrib = np.array([[-0.5], [-0.5], [-0.5]])
+    values = pd.DataFrame({"grp_ready_to_buy_90d": [2.0, 0.0, 1.0],
+                           "days_since_last_ready_to_buy": [40.0, np.nan, np.nan]})
+    out = top_reasons(contrib, values, features)
+    assert out == [
+        "− 2 requests for a demo, quote or consultation in the last 90 days, the last 40 days "
+        "ago; interest has faded since",
+        "− no requests for a demo, quote or consultation in the last 90 days",  # no event
+        "",  # an event whose age is unknown: left out
+    ]
+    # the age is not among the values: the count against is left out, a zero count stays
+    out = top_reasons(contrib, values[features], features)
+    assert out == ["", "− no requests for a demo, quote or consultation in the last 90 days", ""]
+
+
+@pytest.mark.parametrize(
+    ("feature", "value"),
+    [
+        ("fit_industry", "unknown"),
+        ("fit_industry", None),
+        ("fit_seniority", "Unknown"),
+        ("fit_email_domain_type", "unknown"),
+        ("fit_log_company_size", math.nan),
+        ("extra_lead_quality", "Not provided"),
+        ("days_since_last_pricing", math.nan),
+    ],
+)
+def test_an_unknown_or_missing_value_is_never_a_reason_for(feature: str, value: object) -> None:
+    assert describe(feature, value) == ""
+    frame = pd.DataFrame({feature: pd.Series([value, value], dtype=object)})
+    if feature.startswith(("fit_log", "days_")):
+        frame = frame.astype(float)
+    out = top_reasons(np.array([[0.5], [-0.5]]), frame, [feature])
+    assert out[0] == ""
+    assert out[1].startswith("− ") and "unknown" not in out[1].lower()
+
+
+def test_missing_values_against_name_what_is_missing() -> None:
+    assert describe("fit_industry", "unknown", against=True) == "no industry given"
+    assert describe("fit_function", None, against=True) == "no job function given"
+    cats = pd.DataFrame({"fit_industry": pd.Categorical(["unknown", "software"])})
+    out = top_reasons(np.array([[0.5], [0.5]]), cats, ["fit_industry"])
+    assert out == ["", "+ industry: software"]
+
+
+def test_jargon_is_replaced_with_plain_words() -> None:
+    text = describe("days_since_last_ready_to_buy", 3.0)
+    assert "ready-to-buy" not in text and "(" not in text
+    assert "ready" not in describe("grp_ready_to_buy_30d", 2)
+
+
+def test_editing_a_copy_of_the_phrase_file_changes_the_reasons(tmp_path) -> None:
+    copy = tmp_path / "phrases.yaml"
+    text = PHRASES_FILE.read_text(encoding="utf-8")
+    edited = text.replace('demo_request: {done: "asked for a demo"',
+                          'demo_request: {done: "booked a product demo"')
+    edited = edited.replace('stale: "; interest has faded since"',
+                            'stale: " (that was a while ago)"')
+    assert edited != text
+    copy.write_text(edited, encoding="utf-8")
+    mine = load_phrases(copy)
+    assert describe("evt_demo_request_30d", 1, phrases=mine) == (
+        "booked a product demo once in the last 30 days"
+    )
+    assert describe("days_since_last_demo_request", 20, against=True, phrases=mine) == (
+        "booked a product demo 20 days ago (that was a while ago)"
+    )
+    out = top_reasons(np.array([[0.4]]), pd.DataFrame({"evt_demo_request_7d": [2.0]}),
+                      ["evt_demo_request_7d"], phrases=mine)
+    assert out == ["+ booked a product demo 2 times in the last 7 days"]
+    # the shipped file is untouched
+    assert describe("evt_demo_request_30d", 1) == "asked for a demo once in the last 30 days"
+    # an edit of the same copy is picked up
+    copy.write_text(edited.replace("booked a product demo", "saw a demo"), encoding="utf-8")
+    import os
+
+    os.utime(copy, ns=(1, copy.stat().st_mtime_ns + 10**9))
+    assert describe("evt_demo_request_30d", 1, phrases=load_phrases(copy)).startswith(
+        "saw a demo once")
+
+
+def test_a_broken_phrase_file_names_the_file_and_the_entry(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("plural: {times: {one: once}}\n", encoding="utf-8")
+    with pytest.raises(PhraseError, match="bad.yaml: missing section"):
+        load_phrases(bad)
+    text = PHRASES_FILE.read_text(encoding="utf-8").replace(
+        'times: {one: "once", other: "{n} times"}', 'times: {one: "once"}')
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(PhraseError, match=r"`plural.times` needs both `one:` and `other:`"):
+        load_phrases(bad)
+    with pytest.raises(PhraseError, match="not found"):
+        load_phrases(tmp_path / "none.yaml")
+
+
+def test_every_phrase_family_is_covered_by_the_shipped_file() -> None:
+    shipped = load_phrases()
+    for feature, value in [
+        ("evt_site_visit_7d", 2), ("grp_research_30d", 2), ("events_30d", 2),
+        ("active_days_30d", 1), ("days_since_first_activity", 4), ("decay_score", 0.2),
+        ("trend_7d_vs_prior_30d", 0.1), ("email_click_rate", 0.1), ("days_since_email_open", 3),
+        ("seq_email_click_visit_30d", 1), ("days_since_seq_email_click_visit", 2),
+        ("landing_research_all", 3), ("bursts_all", 1), ("bursts_current_events", 2),
+        ("burst_age_days", 1), ("burst_gap_days", 30), ("fit_bant_answered", 1.0),
+        ("fit_region", "emea"),
+    ]:
+        text = describe(feature, value, phrases=shipped)
+        assert text and "{" not in text, (feature, text)

@@ -5,15 +5,17 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run plots docs-images test bench lint ui clean help
+.PHONY: run plots docs-images test bench bench-peers lint ui notebook clean help
 
 help:
 	@echo "make run    - create .venv, install pinned deps, run the DVC pipeline on synthetic data"
 	@echo "make plots  - dvc plots show, viewable offline -> dvc_plots/index.html"
 	@echo "make test   - create .venv, install pinned deps, run the test suite"
 	@echo "make bench  - speed and memory benchmarks -> reports/bench.json"
+	@echo "make bench-peers - served model vs an AutoML peer (AutoGluon, own venv) -> benchmarks/results/peers.md"
 	@echo "make lint   - ruff"
 	@echo "make ui     - MLflow UI on the local store"
+	@echo "make notebook - JupyterLab on notebooks/learned_vs_manual.ipynb (after make run)"
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "leadprop needs Python 3.11 or newer; got " + sys.version.split()[0])'
@@ -45,11 +47,46 @@ test: $(STAMP)
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.run
 
+# The AutoML peer lives in its own virtualenv (pinned in benchmarks/peers/requirements.txt,
+# never in requirements.lock); the two sides meet through Parquet files under
+# benchmarks/peers/work/<export>/. Each step skips an export it has finished: rerun to resume,
+# delete benchmarks/peers/work/<export> to redo one. About 5 minutes an export.
+PEERS       := benchmarks/peers
+PEER_BIN    := $(PEERS)/.venv/bin
+PEER_STAMP  := $(PEERS)/.venv/.installed
+PEER_EXPORTS ?= synthetic xeducation directmail
+
+$(PEER_STAMP): $(PEERS)/requirements.txt
+	test -x $(PEER_BIN)/python || $(PYTHON) -m venv $(PEERS)/.venv
+	@echo "Installing the AutoML peer (AutoGluon, CPU torch) into $(PEERS)/.venv: first time takes several minutes."
+	$(PEER_BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PEER_BIN)/python -m pip install --quiet --disable-pip-version-check -r $(PEERS)/requirements.txt
+	touch $(PEER_STAMP)
+
+bench-peers: $(STAMP) $(PEER_STAMP)
+	@set -e; for e in $(PEER_EXPORTS); do \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.peers.harness prepare $$e; \
+	  $(PEER_BIN)/python $(PEERS)/peer_autogluon.py $(PEERS)/work/$$e; \
+	done
+	$(BIN)/python -m benchmarks.peers.harness report
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+# JupyterLab is 42 packages (~100 MB), so it has its own pinned lock, installed into .venv on
+# first use only (constrained by requirements.lock: nothing the pipeline pins is changed).
+NB_STAMP := $(VENV)/.notebook-installed
+$(NB_STAMP): $(STAMP) requirements-notebook.lock
+	@echo "Installing JupyterLab from requirements-notebook.lock into $(VENV) (first time only)."
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-notebook.lock -c requirements.lock
+	touch $(NB_STAMP)
+
+notebook: $(NB_STAMP)
+	@test -f reports/rules_comparison.csv || { echo "notebook: reports/rules_comparison.csv not found; run 'make run' first (the notebook reads the pipeline's outputs)"; exit 2; }
+	$(BIN)/jupyter lab notebooks/learned_vs_manual.ipynb
 
 clean:
 	rm -rf data/raw data/interim data/features data/scored reports/* mlruns mlflow.db

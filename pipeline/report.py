@@ -2,7 +2,16 @@
 
 `render_plots(ctx)` draws the evaluation plots as PNG bytes by file name, for the caller
 to log (e.g. to MLflow); `render_report(ctx)` returns one HTML page with inline CSS and
-the same plots embedded as base64 `<img>` tags: no external URL, no JavaScript.
+the same plots embedded as base64 `<img>` tags: no external URL, no JavaScript. The page is
+rendered from the Jinja2 templates in `pipeline/templates/` (autoescape on): the skeleton
+`report.html.j2` and its CSS, shared macros in `_macros.html.j2`, one template per section;
+the `_*_section` functions here compute each section's values and render its template.
+
+What the page promises its reader: every headline number names the split it comes from
+(the calibration error is the test split's, the calibration split's is shown beside it);
+counts say whether they are leads or snapshot rows (a lead has one snapshot per as-of age);
+a band's test cell is amber only when its promise is broken (the promised conversion above
+the test interval), green when the band beats it, uncoloured when the promise is kept.
 
 Inputs are what `models.metrics` and `models.bands` produce (curve frames, Wilson
 intervals, band tables), gathered in a `ReportContext`. Nothing here reads or writes a
@@ -19,11 +28,10 @@ at least one scorer), `bands_<set>.png` per band set with test data, and
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +41,10 @@ import pandas as pd
 from models.bands import score_1_99
 from models.metrics import wilson_interval
 from models.settings import InputError
+from pipeline.console import finite
 
-__all__ = ["CURVE_COLUMNS", "ReportContext", "render_plots", "render_report"]
+__all__ = ["CURVE_COLUMNS", "ReportContext", "promise_verdicts", "render_plots",
+           "render_report"]
 
 #: Columns each curve kind needs, as produced by `models.metrics`.
 CURVE_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -55,7 +65,7 @@ _SCORER_LABELS = {
     "lightgbm_basic": "LightGBM, basic features",
     "learned_rules": "Learned rules",
     "rules": "Manual rules",
-    "truth": "Ceiling (true probability)",
+    "truth": "Truth (generator's probability)",
 }
 _SCORER_COLORS = {
     "served": "#111111",
@@ -67,25 +77,34 @@ _SCORER_COLORS = {
     "truth": "#333333",
 }
 _EXTRA_COLORS = ("#7b4ea3", "#8c564b", "#d1479b", "#17becf", "#bcbd22")
-_MODELS = ("lightgbm", "logreg", "learned_rules")  # the "model" of the headline, first found
-_AMBER = "#f0a202"
+# The "model" of the headline, first found: what is served, else the LightGBM model...
+_MODELS = ("served", "lightgbm", "logreg", "learned_rules")
+_AMBER = "#f0a202"  # a broken promise
+_GREEN = "#2e8b57"  # a promise beaten
 _DPI = 110
 
 # (metric key, label, format, better): format is "dec3", "dec2", "pct" or "int";
 # better is "high", "low" or None (no best value is marked).
 _METRIC_ROWS: tuple[tuple[str, str, str, str | None], ...] = (
     ("roc_auc", "ROC AUC", "dec3", "high"),
+    ("roc_auc_ci_low", "ROC AUC, 95 % interval low (lead bootstrap)", "dec3", None),
+    ("roc_auc_ci_high", "ROC AUC, 95 % interval high", "dec3", None),
     ("pr_auc", "PR AUC (average precision)", "dec3", "high"),
     ("log_loss", "Log-loss", "dec3", "low"),
+    ("log_loss_ci_low", "Log-loss, 95 % interval low (lead bootstrap)", "dec3", None),
+    ("log_loss_ci_high", "Log-loss, 95 % interval high", "dec3", None),
     ("brier", "Brier score", "dec3", "low"),
     ("ece", "ECE (calibration error)", "dec3", "low"),
+    ("ece_uniform", "ECE, equal-width bins", "dec3", "low"),
+    ("calibration_slope", "Calibration slope (1 = ideal)", "dec3", None),
+    ("calibration_intercept", "Calibration intercept (0 = ideal)", "dec3", None),
     ("lift_at_10", "Lift in the top 10 %", "dec2", "high"),
     ("capture_at_10", "Capture in the top 10 %", "pct", "high"),
     ("lift_at_20", "Lift in the top 20 %", "dec2", "high"),
     ("capture_at_20", "Capture in the top 20 %", "pct", "high"),
     ("base_rate", "Base rate (share converted)", "pct", None),
-    ("n", "Test leads", "int", None),
-    ("positives", "Conversions", "int", None),
+    ("n", "Test snapshots (rows)", "int", None),
+    ("positives", "Converted snapshots", "int", None),
 )
 
 
@@ -103,6 +122,11 @@ class ReportContext:
     - `calibration_summary`: {"method", "ece_before", "ece_after"} (may be empty).
     - `feature_importance`: columns feature, group, mean_abs_contribution, or None.
     - `notes`: warnings and remarks, one line each.
+    - `split_counts`: split -> {"leads": distinct leads, "snapshots": rows} (e.g. the train
+      summary's `split.leads` / `split.rows`); metrics count snapshots, so the report shows
+      both, labelled.
+    - `subscores`: the fit x engagement grid on the test split (`models.subscores.grid_report`:
+      cells, breaks, ece), or empty.
     """
 
     title: str
@@ -114,6 +138,8 @@ class ReportContext:
     calibration_summary: Mapping[str, Any] = field(default_factory=dict)
     feature_importance: pd.DataFrame | None = None
     notes: Sequence[str] = ()
+    split_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    subscores: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for kind, frames in self.curves.items():
@@ -152,15 +178,7 @@ def _require_columns(frame: Any, columns: Sequence[str], what: str) -> None:
 # --------------------------------------------------------------------------- values
 
 
-def _num(value: Any) -> float | None:
-    """A finite float, or None for missing / NaN / non-numbers."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
+_num = finite  # a finite float, or None
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -256,6 +274,17 @@ def _band_rows(band_set: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def promise_verdicts(band_set: Mapping[str, Any]) -> dict[str, str | None]:
+    """Band name -> "kept", "beaten" or "not kept" on the test split (None: no promise or no
+    test data), as the report colours it; `band_set` as in `ReportContext.bands`."""
+    out: dict[str, str | None] = {}
+    for r in _band_rows(band_set):
+        kept = r["promised"] is not None and r["test"] and r["test"]["rate"] is not None
+        out[r["name"]] = ({"below": "not kept", "above": "beaten"}.get(r["check"], "kept")
+                          if kept else None)
+    return out
 
 
 def _slug(name: str) -> str:
@@ -401,7 +430,7 @@ def _plot_bands(set_name: str, rows: list[dict[str, Any]]) -> bytes:
     rates = [
         r["test"]["rate"] if r["test"] and r["test"]["rate"] is not None else 0.0 for r in rows
     ]
-    colors = [_AMBER if r["check"] == "below" else "#1f5fa8" for r in rows]
+    colors = [{"below": _AMBER, "above": _GREEN}.get(r["check"], "#1f5fa8") for r in rows]
     ax.bar(x, rates, width=0.6, color=colors, alpha=0.85)
     promised_shown = False
     for i, r in enumerate(rows):
@@ -524,30 +553,70 @@ def render_plots(ctx: ReportContext) -> dict[str, bytes]:
             plots["feature_importance.png"] = _plot_importance(
                 _top_features(ctx.feature_importance)
             )
+        if ctx.subscores.get("cells"):
+            plots[GRID_PLOT] = _plot_grid(ctx.subscores["cells"])
     return plots
+
+
+GRID_PLOT = "fit_engagement.png"
+
+
+def _plot_grid(cells: Sequence[Mapping[str, Any]]) -> bytes:
+    """Heat map of conversion per fit grade (rows) x engagement level (columns)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    frame = pd.DataFrame(cells)
+    fits = sorted(frame["fit"].unique())
+    levels = sorted(frame["engagement"].unique(), reverse=True)
+    rate = frame.pivot(index="fit", columns="engagement", values="rate").loc[fits, levels]
+    n = frame.pivot(index="fit", columns="engagement", values="n").loc[fits, levels]
+    fig = Figure(figsize=(5.2, 4.0), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    im = ax.imshow(rate.to_numpy(dtype=float), cmap="Blues", vmin=0)
+    for i in range(len(fits)):
+        for j in range(len(levels)):
+            r, k = rate.iat[i, j], int(n.iat[i, j])
+            text = "—" if not k else f"{100 * r:.1f} %\n(n={k:,})"
+            ax.text(j, i, text, ha="center", va="center", fontsize="small",
+                    color="white" if k and r > 0.6 * np.nanmax(rate.to_numpy()) else "black")
+    ax.set_xticks(range(len(levels)), [f"engagement {e}" for e in levels], fontsize="small")
+    ax.set_yticks(range(len(fits)), [f"fit {f}" for f in fits], fontsize="small")
+    ax.set_title("Conversion per fit x engagement cell (test snapshots)")
+    fig.colorbar(im, ax=ax, shrink=0.8, format=lambda x, _: f"{100 * x:.0f} %")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
+    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- html
 
-_e = html.escape
+_TEMPLATES: Any = None
 
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;color:#222;
- max-width:1100px;margin:2rem auto;padding:0 1rem;line-height:1.45}
-h1{margin-bottom:.2rem}h2{border-bottom:2px solid #dde3ea;padding-bottom:.2rem;margin-top:2.2rem}
-.subtitle{color:#555;margin-top:0}
-.headline{background:#eef4fb;border-left:6px solid #1f5fa8;padding:.8rem 1.2rem;font-size:1.08rem}
-.headline li{margin:.3rem 0}
-.warn{background:#fff3d6;border-left:6px solid #f0a202;padding:.6rem 1.2rem}
-table{border-collapse:collapse;margin:.6rem 0 1rem;font-size:.92rem}
-th,td{border:1px solid #d5dbe1;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f3f6f9}td.num{text-align:right;white-space:nowrap}
-td.amber{background:#ffd98a}td.best{font-weight:bold}
-.muted{color:#666}figure{margin:1rem 0}figure img{max-width:100%;height:auto}
-figcaption{color:#555;font-size:.9rem}.plots{display:flex;flex-wrap:wrap;gap:1rem}
-.plots figure{flex:1 1 460px}dt{font-weight:bold;margin-top:.5rem}dd{margin-left:1.2rem}
-footer{margin-top:3rem;color:#888;font-size:.85rem}
-"""
+
+def _env() -> Any:
+    """The Jinja2 environment of `pipeline/templates` (autoescape on, made once)."""
+    global _TEMPLATES
+    if _TEMPLATES is None:
+        from jinja2 import Environment, PackageLoader, StrictUndefined
+
+        _TEMPLATES = Environment(
+            loader=PackageLoader("pipeline", "templates"),
+            autoescape=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            undefined=StrictUndefined,
+        )
+    return _TEMPLATES
+
+
+def _render(template: str, **values: Any) -> Any:
+    """One template of `pipeline/templates`, as markup safe to insert into another."""
+    from markupsafe import Markup
+
+    return Markup(_env().get_template(template).render(**values).strip("\n"))
+
 
 _GLOSSARY: tuple[tuple[str, str], ...] = (
     (
@@ -573,8 +642,9 @@ _GLOSSARY: tuple[tuple[str, str], ...] = (
     (
         "ECE (expected calibration error)",
         "The average gap between predicted and observed "
-        "conversion, over 10 equal-width probability bins, weighted by the number of leads. "
-        "0.02 means predictions are off by about 2 percentage points.",
+        "conversion, over 10 bins holding a tenth of the snapshots each (by predicted "
+        "probability). 0.02 means predictions are off by about 2 percentage points. "
+        "\u201cECE, equal-width bins\u201d uses 10 bins of equal width on 0\u20131 instead.",
     ),
     (
         "Lift",
@@ -598,34 +668,25 @@ _GLOSSARY: tuple[tuple[str, str], ...] = (
         "holds exactly the leads scored at or above its min score.",
     ),
     ("Test split", "Leads held out from training and calibration; the model never saw them."),
+    (
+        "Snapshot",
+        "One lead as of one moment (its as-of date), with the features known then and whether "
+        "it converted within the horizon after it. A lead is seen at several ages, so a split "
+        "holds more snapshots (rows) than leads; metrics and band counts are per snapshot.",
+    ),
 )
 
 
-def _td(text: str, cls: str | None = None, title: str | None = None) -> str:
-    attrs = "" if cls is None else f' class="{cls}"'
-    attrs += "" if title is None else f' title="{_e(title)}"'
-    return f"<td{attrs}>{_e(text)}</td>"
+
+def _cell(text: str, cls: str | None = None) -> dict[str, str | None]:
+    return {"text": text, "cls": cls}
 
 
-def _table(headers: Sequence[str], rows: Iterable[str]) -> str:
-    """A `<table>` with escaped `headers` and ready-made `<td>` cells per row."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join(f"<tr>{cells}</tr>" for cells in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _img(plots: Mapping[str, bytes], name: str, alt: str, caption: str) -> str:
+def _figure_of(plots: Mapping[str, bytes], name: str, alt: str, caption: str) -> dict | None:
+    """An embedded PNG for the `figure` macro, or None when the plot was not drawn."""
     if name not in plots:
-        return ""
-    data = base64.b64encode(plots[name]).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
-
-
-def _section(title: str, anchor: str, body: str) -> str:
-    return f'<section id="{anchor}"><h2>{_e(title)}</h2>\n{body}\n</section>\n'
+        return None
+    return {"data": base64.b64encode(plots[name]).decode("ascii"), "alt": alt, "caption": caption}
 
 
 def _ci_text(stats: Mapping[str, Any] | None) -> str:
@@ -645,9 +706,20 @@ def _headline_band(ctx: ReportContext) -> tuple[str, list[dict[str, Any]]] | Non
     return str(set_name), _band_rows(ctx.bands[set_name])
 
 
+def _count(ctx: ReportContext, split: str, key: str) -> int | None:
+    """`split_counts[split][key]` as an int (`leads` or `snapshots`), None when not given."""
+    value = _num((ctx.split_counts.get(split) or {}).get(key))
+    return None if value is None else int(round(value))
+
+
+def _headline_model(ctx: ReportContext) -> str | None:
+    return next((s for s in _MODELS if s in ctx.metrics), None)
+
+
 def _headline(ctx: ReportContext) -> str:
+    """The summary box: every number says which split it comes from."""
     items: list[str] = []
-    model = next((s for s in _MODELS if s in ctx.metrics), None)
+    model = _headline_model(ctx)
     m = ctx.metrics.get(model, {}) if model else {}
 
     picked = _headline_band(ctx)
@@ -655,6 +727,7 @@ def _headline(ctx: ReportContext) -> str:
         _, rows = picked
         top = rows[-1] if rows else None
         n_test = sum(r["test"]["n"] for r in rows if r["test"])
+        leads = _count(ctx, "test", "leads")
         if top and top["test"] and top["test"]["rate"] is not None:
             t = top["test"]
             if t["ci_low"] is not None and t["ci_high"] is not None:
@@ -662,9 +735,11 @@ def _headline(ctx: ReportContext) -> str:
                 rate_text = f"{rate} % (95 % CI {low}–{high} %)"
             else:
                 rate_text = f"{_pcts(t['rate'])[0]} %"
+            of_leads = "" if leads is None else f" of {leads:,} leads"
             text = (
-                f"{top['name'].capitalize()} leads converted at {rate_text} on {n_test:,} test "
-                f"leads the model never saw ({t['n']:,} of them {top['name']})"
+                f"On the test split, {top['name']} leads converted at {rate_text}, over "
+                f"{n_test:,} snapshots{of_leads} the model never saw ({t['n']:,} snapshots "
+                f"{top['name']})"
             )
             if top["promised"] is not None:
                 (promised,) = _pcts(top["promised"])
@@ -682,39 +757,50 @@ def _headline(ctx: ReportContext) -> str:
                 how = "the model ranks leads better than the manual rules"
             else:
                 how = "the manual rules rank leads better than the model"
-            text = f"{how.capitalize()}: ROC AUC {auc:.2f} vs {rules_auc:.2f}"
+            text = f"On the test split, {how}: ROC AUC {auc:.2f} vs {rules_auc:.2f}"
         else:
-            text = f"The model ranks leads with a ROC AUC of {auc:.2f} (0.5 = random, 1 = perfect)"
-        ceiling = _num(ctx.metrics.get("truth", {}).get("roc_auc"))
-        if ceiling is not None:
-            text += f"; the best possible on this data is {ceiling:.2f}"
+            text = (f"On the test split, the model ranks leads with a ROC AUC of {auc:.2f} "
+                    "(0.5 = random, 1 = perfect)")
+        truth = _num(ctx.metrics.get("truth", {}).get("roc_auc"))
+        if truth is not None:
+            text += (f"; the generator's own probability, which also sees its hidden state, "
+                     f"reaches {truth:.2f}")
         items.append(text + ".")
 
     capture, lift, base = (_num(m.get(k)) for k in ("capture_at_10", "lift_at_10", "base_rate"))
     if capture is not None and lift is not None:
         (cap,) = _pcts(capture)
-        text = f"Calling the top 10 % of leads by score finds {cap} % of all conversions"
+        text = (f"On the test split, calling the top 10 % of leads by score finds {cap} % of "
+                "all conversions")
         text += f", {lift:.1f} times the average conversion rate"
         if base is not None:
             text += f" of {_pcts(base)[0]} %"
         items.append(text + ".")
 
+    test_ece = _num(m.get("ece"))
     cal = ctx.calibration_summary or {}
     before, after = _num(cal.get("ece_before")), _num(cal.get("ece_after"))
-    if after is not None:
-        text = (
-            f"Predicted and observed conversion differ by {100 * after:.1f} percentage points "
-            "on average after calibration"
-        )
+    if test_ece is not None:
+        text = (f"On the test split, predicted and observed conversion differ by "
+                f"{100 * test_ece:.1f} percentage points on average (ECE)")
+        if after is not None:
+            text += f"; on the calibration split {100 * after:.1f} after calibration"
+            if cal.get("method"):
+                text += f" ({cal['method']})"
+            if before is not None:
+                text += f", {100 * before:.1f} before"
+        items.append(text + ".")
+    elif after is not None:
+        text = (f"On the calibration split, predicted and observed conversion differ by "
+                f"{100 * after:.1f} percentage points on average after calibration")
         if cal.get("method"):
             text += f" ({cal['method']})"
         if before is not None:
             text += f", {100 * before:.1f} before"
-        items.append(text + ".")
+        items.append(text + "; no test-split calibration error was supplied.")
 
     if not items:
         items.append("No test metrics or bands were supplied for this run.")
-    body = "<ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
 
     warnings = []
     for set_name, band_set in ctx.bands.items():
@@ -725,77 +811,80 @@ def _headline(ctx: ReportContext) -> str:
                     f"{set_name} / {r['name']}: promised at least {promised} %, but the test "
                     f"split shows {_ci_text(r['test'])}, below the promise."
                 )
-    if warnings:
-        body += (
-            '<div class="warn"><strong>Promises not kept on the test split</strong><ul>'
-            + "".join(f"<li>{_e(w)}</li>" for w in warnings)
-            + "</ul></div>"
-        )
-    return f'<div class="headline">{body}</div>'
+    return _render("summary.html.j2", items=items, warnings=warnings)
+
+
+def _counts_text(ctx: ReportContext) -> str:
+    leads, snaps = _count(ctx, "test", "leads"), _count(ctx, "test", "snapshots")
+    if leads is None and snaps is None:
+        return ""
+    parts = [f"{leads:,} leads" if leads is not None else None,
+             f"{snaps:,} snapshots (rows)" if snaps is not None else None]
+    return ("Test split: " + ", ".join(p for p in parts if p) + ". Every metric below is "
+            "computed over snapshots: a lead appears once per as-of age it was scored at.")
 
 
 def _metrics_table(ctx: ReportContext) -> str:
     scorers = _scorers(list(ctx.metrics))
     if not scorers:
-        return '<p class="muted">No metrics were supplied.</p>'
+        return _render("metrics.html.j2", scorers=[])
     known = {k for k, *_ in _METRIC_ROWS}
     present = {k for s in scorers for k in ctx.metrics[s]}
     rows = [r for r in _METRIC_ROWS if r[0] in present]
     rows += [(k, k, "dec3", None) for k in sorted(present - known)]
-    head = "".join(f"<th>{_e(_label(s))}</th>" for s in scorers)
-    out = [f"<table><thead><tr><th>Metric</th>{head}</tr></thead><tbody>"]
+    out = []
     for key, label, kind, better in rows:
         values = {s: _num(ctx.metrics[s].get(key)) for s in scorers}
         candidates = [v for s, v in values.items() if s != "truth" and v is not None]
         best = None
         if better and len(candidates) > 1:
             best = max(candidates) if better == "high" else min(candidates)
-        cells = "".join(
-            _td(
-                _fmt(values[s], kind),
-                "num best" if s != "truth" and values[s] == best and best is not None else "num",
-            )
-            for s in scorers
-        )
-        out.append(f"<tr><th>{_e(label)}</th>{cells}</tr>")
-    out.append("</tbody></table>")
+        out.append({"label": label, "cells": [
+            _cell(_fmt(values[s], kind),
+                  "num best" if s != "truth" and values[s] == best and best is not None else "num")
+            for s in scorers]})
+        if key == "n" and _count(ctx, "test", "leads") is not None:
+            out.append({"label": "Test leads (distinct)", "cells": [
+                _cell(_fmt(_count(ctx, "test", "leads"), "int"), "num") for _ in scorers]})
     note = (
         "All scorers are measured on the same test split, after calibration. Bold marks the "
         "best scorer on each row"
         + (
-            "; the ceiling column scores leads with their true probability (synthetic data "
-            "only) and shows the best any model could do."
+            "; the truth column scores leads with the generator's true probability "
+            "(synthetic data only), which conditions on hidden state no model of the "
+            "observable data has: a reference, not a bound."
             if "truth" in scorers
             else "."
         )
     )
-    return "".join(out) + f'<p class="muted">{_e(note)}</p>'
+    return _render("metrics.html.j2", scorers=[_label(s) for s in scorers], rows=out, note=note,
+                   counts=_counts_text(ctx))
 
 
 def _plots_section(plots: Mapping[str, bytes]) -> str:
     figures = [
-        _img(
+        _figure_of(
             plots,
             "roc.png",
             "ROC curve",
             "ROC: how many converters (up) you find for each non-converter (right) as you go "
             "down the list. Higher and further left is better.",
         ),
-        _img(
+        _figure_of(
             plots,
             "pr.png",
             "Precision-recall curve",
             "Precision-recall: the share of contacted leads that convert (precision) as you "
             "find more of all conversions (recall).",
         ),
-        _img(
+        _figure_of(
             plots,
             "calibration.png",
             "Calibration plot",
             "Calibration: points on the dotted diagonal mean a predicted 30 % converts 30 % "
             "of the time. Bars are 95 % intervals.",
         ),
-        _img(
+        _figure_of(
             plots,
             "gains.png",
             "Cumulative gains and lift",
@@ -803,139 +892,137 @@ def _plots_section(plots: Mapping[str, bytes]) -> str:
             "conversions you find (left) and how much better than random that is (right).",
         ),
     ]
-    figures = [f for f in figures if f]
-    if not figures:
-        return '<p class="muted">No curves were supplied.</p>'
-    return '<div class="plots">' + "".join(figures) + "</div>"
+    return _render("plots.html.j2", figures=[f for f in figures if f])
+
+
+#: Band check -> (test cell class, its tooltip, the Check column's words).
+_CHECKS: dict[str | None, tuple[str, str | None, str]] = {
+    "below": ("num amber", "promise above the test interval", "⚠ promise not kept"),
+    "above": ("num green", "test interval above the promise", "✓ converts above promise"),
+    None: ("num", None, "promise kept"),
+}
+
+
+def _band_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    start = r["min_propensity"]
+    cal, test = r["calibration"], r["test"]
+    cls, title, words = _CHECKS[r["check"]]
+    checks = []
+    if r["check"] is not None or (r["promised"] is not None and test and test["rate"] is not None):
+        checks.append(words)
+    if not r["feasible"]:
+        checks.append("target not reachable on calibration (see notes)")
+    return {
+        "name": r["name"],
+        "start": "—" if start is None or not 0 <= start <= 1
+        else f"≥ {start:.3f} ({int(score_1_99([start])[0])})",
+        "promised": "—" if r["promised"] is None else f"≥ {_fmt(r['promised'], 'pct')}",
+        "cal_n": _fmt(cal and cal["n"], "int"),
+        "cal_ci": _ci_text(cal),
+        "test_n": _fmt(test and test["n"], "int"),
+        "test_ci": _ci_text(test),
+        "test_cls": cls,
+        "test_title": title,
+        "check": "; ".join(checks) or "—",
+    }
+
+
+def weekly_entry_notes(band_set: Mapping[str, Any]) -> list[str]:
+    """One sentence per band with simulated weekly entries (bands.json `weekly_entries`,
+    models.bands.WeeklyBatches): new leads per weekly batch, mean and p10-p90."""
+    sim = band_set.get("weekly_simulation") or {}
+    out = []
+    for band in band_set.get("bands", ()):
+        stats = band.get("weekly_entries") or {}
+        mean, p10, p90 = (_num(stats.get(k)) for k in ("mean", "p10", "p90"))
+        if mean is None or p10 is None or p90 is None:
+            continue
+        text = (f"{band['name']}: {mean:.1f} leads newly enter per week in simulated weekly "
+                f"scoring of the calibration leads (p10 {p10:.1f}, p90 {p90:.1f}")
+        target = _num(stats.get("target"))
+        text += f"; capacity {target:g})" if target is not None else ")"
+        out.append(text + ".")
+    if out and sim.get("simulated_weeks"):
+        out.append(f"Weekly simulation: {int(sim['simulated_weeks'])} simulated weeks of "
+                   f"{int(sim.get('leads') or 0):,} calibration leads, lead ages up to "
+                   f"{_num(sim.get('max_age_days')) or 0:.0f} days; the mean is what the "
+                   "capacity is fitted to.")
+    return out
 
 
 def _bands_section(ctx: ReportContext, plots: Mapping[str, bytes]) -> str:
-    if not ctx.bands:
-        return '<p class="muted">No band sets were supplied.</p>'
-    parts = [
-        "<p>Each band starts at a cutoff on the calibrated probability, learned on the "
-        "calibration split. The test split shows whether the band keeps its promise. A cell "
-        'turns <span style="background:#ffd98a">amber</span> when the promised conversion '
-        "lies outside the 95 % interval observed on the test split.</p>"
-    ]
     file_names = _band_plot_names(ctx)
-    for set_name, band_set in ctx.bands.items():
-        rows = _band_rows(band_set)
-        parts.append(f"<h3>Band set: {_e(str(set_name))}</h3>")
-        if band_set.get("policy"):
-            parts.append(f"<p>Policy: {_e(str(band_set['policy']))}</p>")
-        parts.append(
-            '<table><thead><tr><th rowspan="2">Band</th><th rowspan="2">Starts at '
-            'probability (score)</th><th rowspan="2">Promised conversion</th>'
-            '<th colspan="2">Calibration split</th><th colspan="2">Test split</th>'
-            '<th rowspan="2">Check</th></tr><tr><th>Leads</th><th>Converted (95 % CI)</th>'
-            "<th>Leads</th><th>Converted (95 % CI)</th></tr></thead><tbody>"
-        )
-        for r in rows:
-            start = r["min_propensity"]
-            start_text = (
-                "—"
-                if start is None or not 0 <= start <= 1
-                else (f"≥ {start:.3f} ({int(score_1_99([start])[0])})")
-            )
-            promised = "—" if r["promised"] is None else f"≥ {_fmt(r['promised'], 'pct')}"
-            cal, test = r["calibration"], r["test"]
-            checks = []
-            test_cls, test_title = "num", None
-            if r["check"] == "below":
-                test_cls, test_title = "num amber", "promise above the test interval"
-                checks.append("⚠ promise not kept")
-            elif r["check"] == "above":
-                test_cls, test_title = "num amber", "test interval above the promise"
-                checks.append("converts above promise")
-            elif r["promised"] is not None and test and test["rate"] is not None:
-                checks.append("promise kept")
-            if not r["feasible"]:
-                checks.append("target not reachable on calibration (see notes)")
-            parts.append(
-                "<tr>"
-                + _td(r["name"])
-                + _td(start_text, "num")
-                + _td(promised, "num")
-                + _td(_fmt(cal and cal["n"], "int"), "num")
-                + _td(_ci_text(cal), "num")
-                + _td(_fmt(test and test["n"], "int"), "num")
-                + _td(_ci_text(test), test_cls, test_title)
-                + _td("; ".join(checks) or "—")
-                + "</tr>"
-            )
-        parts.append("</tbody></table>")
-        notes = [str(n) for n in band_set.get("notes") or ()]
-        if notes:
-            parts.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
-        parts.append(
-            _img(
+    sets = [
+        {
+            "name": str(set_name),
+            "policy": str(band_set["policy"]) if band_set.get("policy") else "",
+            "rows": [_band_view(r) for r in _band_rows(band_set)],
+            "notes": [str(n) for n in band_set.get("notes") or ()]
+            + weekly_entry_notes(band_set),
+            "figure": _figure_of(
                 plots,
                 file_names[set_name],
                 f"Conversion by band: {set_name}",
                 "Conversion by band on the test split, with 95 % Wilson intervals; dashed "
-                "marks are the promised minimum conversion, amber bars a broken promise.",
-            )
-        )
-    return "".join(parts)
+                "marks are the promised minimum conversion, amber bars a broken promise, "
+                "green bars a promise beaten.",
+            ),
+        }
+        for set_name, band_set in ctx.bands.items()
+    ]
+    return _render("bands.html.j2", sets=sets)
 
 
 def _calibration_section(ctx: ReportContext) -> str:
     cal = ctx.calibration_summary or {}
     before, after = _num(cal.get("ece_before")), _num(cal.get("ece_after"))
     if not cal or (before is None and after is None):
-        return '<p class="muted">No calibration summary was supplied.</p>'
-    return (
-        "<table><thead><tr><th>Method</th><th>ECE before</th><th>ECE after</th></tr></thead>"
-        "<tbody><tr>"
-        + _td(str(cal.get("method") or "—"))
-        + _td(_fmt(before, "dec3"), "num")
-        + _td(_fmt(after, "dec3"), "num")
-        + "</tr></tbody></table>"
-        '<p class="muted">Calibration maps raw model scores to probabilities on the '
-        "calibration split; ECE is the average gap between predicted and observed "
-        "conversion (lower is better).</p>"
-    )
+        return _render("calibration.html.j2", rows=[])
+    rows = [{"split": "Calibration (cross-fitted)", "method": str(cal.get("method") or "—"),
+             "before": _fmt(before, "dec3"), "after": _fmt(after, "dec3")}]
+    model = _headline_model(ctx)
+    test_ece = _num(ctx.metrics.get(model, {}).get("ece")) if model else None
+    if test_ece is not None:
+        rows.append({"split": f"Test ({_label(model)})", "method": str(cal.get("method") or "—"),
+                     "before": "—", "after": _fmt(test_ece, "dec3")})
+    note = ("Calibration maps raw model scores to probabilities, fitted on the calibration "
+            "split; ECE is the average gap between predicted and observed conversion (lower is "
+            "better). The calibration split's ECE is measured on the data the calibrator was "
+            "fitted on (cross-fitted); the test split's, on leads it never saw, is the one to "
+            "trust.")
+    return _render("calibration.html.j2", rows=rows, note=note)
 
 
 def _importance_section(ctx: ReportContext, plots: Mapping[str, bytes]) -> str:
     if ctx.feature_importance is None or not len(ctx.feature_importance):
-        return '<p class="muted">No feature importance was supplied for this run.</p>'
+        return _render("importance.html.j2", rows=[])
     top = _top_features(ctx.feature_importance)
-    rows = "".join(
-        "<tr>"
-        + _td(str(i + 1), "num")
-        + _td(r.feature)
-        + _td(r.group)
-        + _td(_fmt(r.mean_abs_contribution, "dec3"), "num")
-        + "</tr>"
-        for i, r in enumerate(top.itertuples(index=False))
+    rows = [{"rank": str(i + 1), "feature": r.feature, "group": r.group,
+             "value": _fmt(r.mean_abs_contribution, "dec3")}
+            for i, r in enumerate(top.itertuples(index=False))]
+    figure = _figure_of(
+        plots,
+        "feature_importance.png",
+        "Feature importance",
+        "Average absolute contribution of each feature to the score on the test split.",
     )
-    return (
-        _img(
-            plots,
-            "feature_importance.png",
-            "Feature importance",
-            "Average absolute contribution of each feature to the score on the test split.",
-        )
-        + "<table><thead><tr><th>#</th><th>Feature</th><th>Group</th>"
-        "<th>Mean |contribution|</th></tr></thead><tbody>" + rows + "</tbody></table>"
-    )
+    return _render("importance.html.j2", rows=rows, figure_=figure)
 
 
-def _reasons_html(reasons: Any) -> str:
+def _reasons(reasons: Any) -> list[str]:
     if isinstance(reasons, str):
         reasons = [reasons]
-    return "<br>".join(_e(str(r)) for r in (reasons or ())) or "—"
+    return [str(r) for r in (reasons or ())]
 
 
-def _leakage_activity(act: Any) -> str:
-    """The share of events logged at or after the outcome date (audit `activity_after_outcome`)."""
+def _leakage_activity(act: Any) -> tuple[str, bool]:
+    """The share of events logged at or after the outcome date (audit `activity_after_outcome`),
+    and whether it is the muted "no events" line."""
     if not isinstance(act, Mapping):
-        return ""
+        return "", False
     if not act.get("events"):
-        return ('<p class="muted">Activity after the outcome: no events of leads with a '
-                "known conversion or lost date.</p>")
+        return ("Activity after the outcome: no events of leads with a known conversion or "
+                "lost date."), True
     share = _num(act.get("share"))
     per = act.get("by_outcome") or {}
     detail = "; ".join(
@@ -950,12 +1037,12 @@ def _leakage_activity(act: Any) -> str:
         "(snapshots look only before their as-of date), but the log keeps recording after "
         "the outcome: a column filled in or summarised later would know it."
     )
-    return f"<p>{_e(text)}</p>"
+    return text, False
 
 
 def _leakage_section(ctx: ReportContext) -> str:
     if ctx.leakage is None:
-        return '<p class="muted">No leakage audit was supplied for this run.</p>'
+        return _render("leakage.html.j2", audit=False)
     suspects = list(ctx.leakage.get("suspects") or ())
     reviewed = [r for r in (ctx.leakage.get("reviewed") or ()) if isinstance(r, Mapping)]
     order = sorted(
@@ -972,71 +1059,76 @@ def _leakage_section(ctx: ReportContext) -> str:
         + (f", {n_safe} reviewed safe" if n_safe else "")
         + (f"; showing the top {TOP_SUSPECTS} by score." if len(suspects) > TOP_SUSPECTS else ".")
     )
-    out = [
-        f"<p>{_e(intro)}</p>",
-        '<p class="muted">Leakage means a column that is only known after (or because) a '
-        "lead converted; the model would look good here and fail in production.</p>",
-    ]
-    if not top:
-        out.append("<p>No suspects among the columns the model uses.</p>" if reviewed
-                   else "<p>No suspects found.</p>")
-    else:
-        out.append(_table(
-            ("Column", "Score", "Reasons", "Excluded", "Reviewed safe"),
-            (_td(str(s.get("column", "?")))
-             + _td(_fmt(s.get("score"), "dec3"), "num")
-             + f"<td>{_reasons_html(s.get('reasons'))}</td>"
-             + _td("✓ excluded" if s.get("excluded") else "—")
-             + _td("✓ safe" if s.get("safe") else "—")
-             for s in top)))
-    if reviewed:
-        out.append("<h3>Excluded and reviewed-safe columns</h3>" + _table(
-            ("Column", "Status", "Why", "Score", "Evidence"),
-            (_td(str(r.get("column", "?")))
-             + _td(str(r.get("status", "—")))
-             + _td(str(r.get("reason", "—")).split(" (evidence:")[0])
-             + _td(_fmt(r.get("score"), "dec3"), "num")
-             + f"<td>{_reasons_html(r.get('reasons'))}</td>"
-             for r in reviewed)))
-    out.append(_leakage_activity(ctx.leakage.get("activity_after_outcome")))
-    return "".join(out)
+    activity, activity_muted = _leakage_activity(ctx.leakage.get("activity_after_outcome"))
+    return _render(
+        "leakage.html.j2",
+        audit=True,
+        intro=intro,
+        suspects=[{"column": str(s.get("column", "?")), "score": _fmt(s.get("score"), "dec3"),
+                   "reasons": _reasons(s.get("reasons")),
+                   "excluded": "✓ excluded" if s.get("excluded") else "—",
+                   "safe": "✓ safe" if s.get("safe") else "—"} for s in top],
+        reviewed=[{"column": str(r.get("column", "?")), "status": str(r.get("status", "—")),
+                   "why": str(r.get("reason", "—")).split(" (evidence:")[0],
+                   "score": _fmt(r.get("score"), "dec3"), "reasons": _reasons(r.get("reasons"))}
+                  for r in reviewed],
+        activity=activity,
+        activity_muted=activity_muted,
+    )
+
+
+def _subscores_section(ctx: ReportContext, plots: Mapping[str, bytes]) -> str:
+    sub = ctx.subscores
+    cells = [{"cell": c["cell"], "n": _fmt(c["n"], "int"),
+              "rate": "—" if not c["n"] else f"{100 * c['rate']:.1f} %",
+              "ci": "—" if not c["n"] else
+              f"{100 * c['ci_low']:.1f}–{100 * c['ci_high']:.1f} %"} for c in sub["cells"]]
+    ece = {k: (f"{100 * v:.1f} points" if v is not None else "—")
+           for k, v in (sub.get("ece") or {}).items()}
+    figure = _figure_of(plots, GRID_PLOT, "Fit x engagement grid",
+                        "Fit grade A (best) to D from the lead's own columns; engagement 4 "
+                        "(most) to 1 from behaviour; each cut from shares of calibration "
+                        "leads. Conversion of the test snapshots in each cell.")
+    return _render("subscores.html.j2", cells=cells, breaks=list(sub.get("breaks") or []),
+                   ece=ece, figure_=figure)
 
 
 def _notes_section(ctx: ReportContext) -> str:
-    if not ctx.notes:
-        return '<p class="muted">No warnings for this run.</p>'
-    return "<ul>" + "".join(f"<li>{_e(str(n))}</li>" for n in ctx.notes) + "</ul>"
+    return _render("notes.html.j2", notes=[str(n) for n in ctx.notes])
 
 
 def _glossary_section() -> str:
-    return "<dl>" + "".join(f"<dt>{_e(t)}</dt><dd>{_e(d)}</dd>" for t, d in _GLOSSARY) + "</dl>"
+    return _render("glossary.html.j2", glossary=_GLOSSARY)
 
 
 def render_report(ctx: ReportContext, plots: Mapping[str, bytes] | None = None) -> str:
     """One self-contained HTML page (inline CSS, base64 PNGs, no external URL or script).
 
     `plots` are the PNGs of `render_plots(ctx)`; pass them when already rendered (e.g. to
-    log them) so they are not drawn twice. Every inserted string is HTML-escaped.
+    log them) so they are not drawn twice. The page is `pipeline/templates/report.html.j2`
+    with one template per section; every inserted string is HTML-escaped (autoescape).
     """
+    from markupsafe import Markup
+
     if plots is None:
         plots = render_plots(ctx)
     sections = [
-        _section("Summary", "summary", _headline(ctx)),
-        _section("Metrics on the test split", "metrics", _metrics_table(ctx)),
-        _section("Plots", "plots", _plots_section(plots)),
-        _section("Bands: promised vs observed", "bands", _bands_section(ctx, plots)),
-        _section("Calibration", "calibration", _calibration_section(ctx)),
-        _section("Feature importance", "importance", _importance_section(ctx, plots)),
-        _section("Leakage audit", "leakage", _leakage_section(ctx)),
-        _section("Notes", "notes", _notes_section(ctx)),
-        _section("Glossary", "glossary", _glossary_section()),
+        ("Summary", "summary", _headline(ctx)),
+        ("Metrics on the test split", "metrics", _metrics_table(ctx)),
+        ("Plots", "plots", _plots_section(plots)),
+        ("Bands: promised vs observed", "bands", _bands_section(ctx, plots)),
+        ("Calibration", "calibration", _calibration_section(ctx)),
+        ("Feature importance", "importance", _importance_section(ctx, plots)),
+        *([("Fit and engagement", "subscores", _subscores_section(ctx, plots))]
+          if ctx.subscores.get("cells") else []),
+        ("Leakage audit", "leakage", _leakage_section(ctx)),
+        ("Notes", "notes", _notes_section(ctx)),
+        ("Glossary", "glossary", _glossary_section()),
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{_e(ctx.title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-        f"<header><h1>{_e(ctx.title)}</h1>\n"
-        f'<p class="subtitle">{_e(ctx.subtitle)}</p></header>\n'
-        + "".join(sections)
-        + "<footer>Generated by leadprop.</footer>\n</body>\n</html>\n"
+    page = _env().get_template("report.html.j2").render(
+        title=ctx.title,
+        subtitle=ctx.subtitle,
+        # section bodies are HTML built from escaped values (templates or helpers)
+        sections=[{"title": t, "anchor": a, "body": Markup(b)} for t, a, b in sections],
     )
+    return page + "\n"

@@ -1,6 +1,8 @@
 """What the `rules` stage shows analysts: side-by-side performance of the manual rules, the
 learned-point rules and the models, the model's weights next to the rules, plots, the
-Markdown summary, and the notebook's "what if I change these points?" helper.
+Markdown summary, the notebook's "what if I change these points?" helper, and one sentence
+of why per verdict (`explain_verdicts`: the `why` column of rules_comparison.csv, shown by
+the summary and the notebook alike).
 
 Pure: frames, rule sets and fitted bands in; dicts, frames, PNG bytes and Markdown out.
 Nothing here reads or writes a file or talks to MLflow (`pipeline.stages.rules` does).
@@ -21,7 +23,6 @@ metadata, so the same inputs give the same bytes. File names: `PLOT_POINTS`,
 from __future__ import annotations
 
 import io
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -45,11 +46,13 @@ from models.rules import (
     DecayRule,
     EventRule,
     FieldRule,
+    LearnSettings,
     PointBands,
     RuleSet,
     point_bands,
 )
 from models.settings import InputError, InsufficientDataError
+from pipeline.console import finite
 
 __all__ = [
     "PLOT_POINTS",
@@ -60,12 +63,15 @@ __all__ = [
     "assign_bands",
     "band_plot_name",
     "band_stats",
+    "explain_verdict",
+    "explain_verdicts",
     "most_wrong",
     "performance_report",
     "render_plots",
     "render_summary",
     "rescore_with_overrides",
     "rule_feature_map",
+    "rule_overlaps",
     "weights_table",
 ]
 
@@ -93,11 +99,18 @@ VERDICT_COLORS = {
 WRONG = (WRONG_SIGN, OVERWEIGHTED, UNDERWEIGHTED)
 PLOT_POINTS = "points_manual_vs_learned.png"
 PLOT_WEIGHTS = "weights_by_group.png"
+PLOT_BACKTEST = "decision_backtest.png"
+PLOT_DECAY = "decay_by_group.png"
 WEIGHT_COLUMNS = (
     "level", "group", "feature", "model_mean_abs_log_odds", "model_share",
     "rules_mean_abs_log_odds", "rules", "rule_points",
 )
 HOT_SET = "temperature"
+#: Rules whose inputs correlate at least this much (|Pearson r|, training snapshots) overlap:
+#: they fire on the same leads and share the credit in the learned points.
+OVERLAP_MIN = 0.3
+#: Below this support the L2 shrinkage of the fit visibly pulls a rule's points toward 0.
+LOW_SUPPORT = 0.05
 _DPI = 110
 
 Bands = PointBands | FittedBands
@@ -112,12 +125,7 @@ def _label(scorer: str) -> str:
     return LABELS.get(scorer, scorer)
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+_finite = finite  # a finite float, or None
 
 
 # --------------------------------------------------------------------------- bands
@@ -254,10 +262,143 @@ def most_wrong(comparison: pd.DataFrame, n: int | None = None) -> pd.DataFrame:
     return c if n is None else c.head(n)
 
 
+def rule_overlaps(rule_x: pd.DataFrame, names: Sequence[str], min_corr: float = OVERLAP_MIN,
+                  top: int = 2) -> dict[str, list[tuple[str, float]]]:
+    """Rule -> the (at most `top`) other rules whose inputs correlate with its own by at least
+    `min_corr` in absolute value over the rows of `rule_x` (the stage passes the training
+    snapshots), strongest first: `[(other rule, Pearson r)]`. A rule that never varies
+    overlaps with nothing."""
+    X = rule_x.loc[:, list(names)].to_numpy(dtype=float)
+    sd = X.std(axis=0) if len(X) else np.zeros(len(names))
+    varies = sd > 0
+    corr = np.zeros((len(names), len(names)))
+    if varies.sum() > 1:
+        with np.errstate(all="ignore"):
+            sub = np.corrcoef(X[:, varies], rowvar=False)
+        idx = np.flatnonzero(varies)
+        corr[np.ix_(idx, idx)] = np.nan_to_num(sub)
+    out: dict[str, list[tuple[str, float]]] = {}
+    for j, name in enumerate(names):
+        others = [(names[k], float(corr[j, k])) for k in range(len(names))
+                  if k != j and abs(corr[j, k]) >= min_corr]
+        others.sort(key=lambda t: (-abs(t[1]), t[0]))
+        out[name] = others[:top]
+    return out
+
+
+def _lift_words(lift: float | None) -> str:
+    if lift is None:
+        return "the leads it fires for cannot be compared with the rest"
+    if lift < 0.005:
+        return "none of the training snapshots it fires on converted"
+    return f"the leads it fires for convert {lift:.2f} times as often as the rest"
+
+
+def explain_verdict(
+    row: Mapping[str, Any],
+    *,
+    overlaps: Sequence[tuple[str, float]] = (),
+    unit: str = "per unit",
+    pdo: float | None = None,
+    settings: LearnSettings | None = None,
+) -> str:
+    """One sentence saying why a rule got its verdict, for marketing to read.
+
+    `row`: a `comparison_table` row (manual_points, learned_points, ci_low, ci_high, support,
+    lift, verdict); `overlaps`: `rule_overlaps` of the rule; `unit`: what the points are per
+    ("per event", "per 30 days of silence"...); `pdo`: points to double the odds on the
+    learned scale, to translate large learned points into odds. The reasons named: the
+    rule's own lift against its conditional points (overlap with the named rules), low
+    support (shrinkage, or too little data), a wide interval, or the size of the effect.
+    """
+    s = settings or LearnSettings()
+    verdict = str(row["verdict"])
+    m = float(row["manual_points"])
+    lr, lo, hi = (_finite(row.get(k)) for k in ("learned_points", "ci_low", "ci_high"))
+    sup, lift = _finite(row.get("support")), _finite(row.get("lift"))
+    interval = f"{_pts(lo)} … {_pts(hi)}"
+    manual = f"{_pts(m, 0)} points {unit}"
+    named = [f"{name} (r = {r:+.2f})" for name, r in overlaps]
+    shared = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else "".join(named)
+
+    if verdict == NO_EVIDENCE:
+        if lr is None or lo is None or hi is None:
+            return ("It fires on all or none of the training snapshots, so the data cannot "
+                    "give it points.")
+        if sup is not None and sup < s.min_support:
+            return (f"It fires on only {_pct(sup)} of the training snapshots (below "
+                    f"`rules.min_support` {_pct(s.min_support)}): too few to tell its worth.")
+        return (f"Its 95 % interval ({interval} points) spans zero and is more than "
+                f"{s.wide_ci_ratio:g} times the manual points wide: the data cannot tell "
+                "whether it helps.")
+    if lr is None:
+        return f"The data gives it no points; the manual {manual} are unconfirmed."
+    learned = f"{_pts(lr)} points {unit}"
+    if verdict == ABOUT_RIGHT:
+        if lo is not None and hi is not None and lo <= m <= hi:
+            return f"The manual {manual} lie inside the data's 95 % interval ({interval})."
+        return (f"The manual {manual} are within {100 * s.tolerance:.0f} % of the "
+                f"{_pts(lr)} the data gives it.")
+    if verdict == WRONG_SIGN:
+        own_way = lift is not None and (lift > 1) == (m > 0) and lift != 1
+        sign = "lowers" if lr < 0 else "raises"
+        if own_way and shared:
+            return (f"On its own it goes the manual way ({_lift_words(lift)}), but it "
+                    f"fires on the same leads as {shared}: once they are counted it {sign} "
+                    f"the odds, so the sign flips ({learned}, interval {interval}).")
+        if own_way:
+            return (f"On its own it goes the manual way ({_lift_words(lift)}), but "
+                    f"next to all the other rules it {sign} the odds: {learned}, the whole "
+                    f"95 % interval ({interval}) on the other side of zero.")
+        return (f"Even on its own {_lift_words(lift)}: the data says the opposite of "
+                f"the manual {manual} ({learned}, interval {interval}).")
+    strength = ""
+    if pdo is not None and pdo > 0 and abs(lr) >= pdo:
+        strength = (f"; {_pts(lr, 0)} points {unit} means the odds "
+                    f"{'double' if lr > 0 else 'halve'} about {abs(lr) / pdo:.1f} times "
+                    f"({pdo:.0f} points double the odds on the learned scale)")
+    if verdict == OVERWEIGHTED:
+        if shared:
+            return (f"It fires on the same leads as {shared}, which share its credit: next to "
+                    f"them it is worth {learned}, not the manual {_pts(m, 0)}, although "
+                    f"{_lift_words(lift)}.")
+        if sup is not None and sup < LOW_SUPPORT:
+            return (f"It fires on only {_pct(sup)} of the training snapshots, so the fit's "
+                    f"shrinkage (`rules.C`) pulls its points toward 0: {learned} instead of "
+                    f"the manual {_pts(m, 0)} (interval {interval}).")
+        return (f"{_lift_words(lift).capitalize()}: worth {learned}, less than the "
+                f"manual {_pts(m, 0)}.")
+    # underweighted
+    if m < 0 or (m == 0 and lr < 0):
+        return (f"{_lift_words(lift).capitalize()}: the data gives {learned}, a harsher "
+                f"penalty than the manual {_pts(m, 0)}{strength}.")
+    return (f"{_lift_words(lift).capitalize()}: worth {learned}, more than the manual "
+            f"{_pts(m, 0)}{strength}.")
+
+
+def explain_verdicts(
+    comparison: pd.DataFrame,
+    *,
+    overlaps: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+    ruleset: RuleSet | None = None,
+    pdo: float | None = None,
+    settings: LearnSettings | None = None,
+) -> pd.Series:
+    """`explain_verdict` for every row of a comparison table: a `why` Series on its index."""
+    overlaps = overlaps or {}
+    return pd.Series(
+        [explain_verdict(row, overlaps=overlaps.get(row["rule"], ()),
+                         unit=_unit(ruleset, row["rule"]), pdo=pdo, settings=settings)
+         for row in comparison.to_dict("records")],
+        index=comparison.index, name="why", dtype=object)
+
+
 def _unit(ruleset: RuleSet | None, name: str) -> str:
     rule = next((r for r in ruleset.rules if r.name == name), None) if ruleset else None
     if isinstance(rule, EventRule):
         window = f" in the last {rule.window_days} days" if rule.window_days else ""
+        if rule.half_life_days:
+            window = f", worth half after {rule.half_life_days:g} days"
         return f"per event{window}"
     if isinstance(rule, FieldRule):
         return "when it matches"
@@ -542,6 +683,55 @@ def _plot_points(comparison: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+_BACKTEST_STYLE = {"served_model": ("#1f77b4", "-", "model"),
+                   "manual_rules": ("#d62728", "--", "manual rules"),
+                   "random": ("#7f7f7f", ":", "at random")}
+
+
+def plot_backtest(backtest: pd.DataFrame) -> bytes:
+    """Conversions reached per week's calls, one line per scorer (random with its 5-95 %
+    band), from `models.backtest.capacity_backtest`."""
+    fig, ax = _figure(6.4, 3.6)
+    for scorer, part in backtest.groupby("scorer", sort=False):
+        color, dash, label = _BACKTEST_STYLE.get(str(scorer), ("#2ca02c", "-.", str(scorer)))
+        part = part.sort_values("capacity")
+        ax.plot(part["capacity"], part["reached"], dash, color=color, marker="o", ms=3,
+                label=label)
+        if scorer == "random" and "reached_p05" in part:
+            ax.fill_between(part["capacity"], part["reached_p05"], part["reached_p95"],
+                            color=color, alpha=0.2, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("Calls per week (capacity)")
+    ax.set_ylabel("Conversions reached")
+    weeks, total = backtest.attrs.get("weeks"), backtest.attrs.get("converted_leads")
+    ax.set_title(f"Who to call: {weeks} weeks of the test period, {total} leads converted")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    return _png(fig)
+
+
+def backtest_section(backtest: pd.DataFrame, plots_dir: str) -> str:
+    """The rules_summary.md section of the decision backtest."""
+    wide = backtest.pivot_table(index="capacity", columns="scorer", values="reached",
+                                aggfunc="first")
+    cols = [c for c in ("served_model", "manual_rules", "random") if c in wide.columns]
+    names = {c: _BACKTEST_STYLE[c][2] for c in cols}
+    lines = [
+        "", "## Backtest of the decision: who sales would have reached", "",
+        f"Each week of the test period ({backtest.attrs.get('weeks')} weeks), sales call the N "
+        "best-scored open leads not called before; a call reaches a conversion when that lead "
+        "converts within the outcome horizon. "
+        f"{backtest.attrs.get('converted_leads')} test leads converted while open. Random is "
+        "the mean of 20 seeded orders.", "",
+        "| calls per week | " + " | ".join(names[c] for c in cols) + " |",
+        "|---:|" + "---:|" * len(cols),
+    ]
+    for cap, row in wide.iterrows():
+        lines.append(f"| {int(cap):,} | " + " | ".join(f"{row[c]:,.1f}" for c in cols) + " |")
+    lines += ["", f"![decision backtest]({plots_dir}/{PLOT_BACKTEST})", ""]
+    return "\n".join(lines)
+
+
 def _plot_bands(set_name: str, performance: Mapping[str, Any]) -> bytes | None:
     from matplotlib.ticker import PercentFormatter
 
@@ -609,7 +799,8 @@ def render_plots(
     weights: pd.DataFrame | None = None,
 ) -> dict[str, bytes]:
     """PNG bytes by file name: `PLOT_POINTS`, one `band_plot_name(set)` per band set in
-    `performance`, `PLOT_WEIGHTS` when `weights` has group rows. Deterministic."""
+    `performance`, `PLOT_WEIGHTS` when `weights` has group rows, `PLOT_BACKTEST` when
+    `performance` has a decision backtest. Deterministic."""
     import matplotlib
     import matplotlib.style
 
@@ -629,7 +820,84 @@ def render_plots(
             png = _plot_weights(weights)
             if png is not None:
                 plots[PLOT_WEIGHTS] = png
+        if performance.get("decision_backtest"):
+            plots[PLOT_BACKTEST] = plot_backtest(backtest_frame(performance))
+        groups = (performance.get("decay") or {}).get("groups") or []
+        if groups:
+            plots[PLOT_DECAY] = plot_decay(groups)
     return plots
+
+
+def plot_decay(groups: Sequence[Mapping[str, Any]]) -> bytes:
+    """Weight of an action by its age per intent group: learned half-life with its interval,
+    and the feature code's configured half-life (`decay_<group>` features)."""
+    n = len(groups)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, _ = _figure(3.0 * cols, 2.4 * rows + 0.4)
+    fig.clear()
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    age = np.linspace(0, 120, 200)
+    for ax, g in zip(axes, groups, strict=False):
+        h, lo, hi = g["half_life_days"], g["ci_low"], g["ci_high"]
+        ax.fill_between(age, 2 ** (-age / lo), 2 ** (-age / hi), color="#1f77b4", alpha=0.2,
+                        lw=0)
+        ax.plot(age, 2 ** (-age / h), color="#1f77b4", label=f"learned {h:.0f} d")
+        conf = g.get("configured_half_life_days")
+        if conf:
+            ax.plot(age, 2 ** (-age / conf), "--", color="#7f7f7f",
+                    label=f"configured {conf:g} d")
+        ax.set_title(str(g["group"]), fontsize="small")
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="x-small")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    fig.supxlabel("Age of the action (days)", fontsize="small")
+    fig.supylabel("Weight", fontsize="small")
+    return _png(fig)
+
+
+def decay_section(decay: Mapping[str, Any], plots_dir: str) -> str:
+    """The rules_summary.md section on learned decay."""
+    groups = decay.get("groups") or []
+    if not groups:
+        return ""
+    lines = ["", "## How fast interest fades, per kind of action", "",
+             "Half-life: the age at which an action carries half its weight, fitted per intent "
+             "group on the training split (a logistic model on the group's decayed count "
+             "beside its all-time count), 95 % interval from a lead bootstrap. *Helps*: on the "
+             "calibration split, the learned half-life predicts better than the configured "
+             "one.", "",
+             "| group | learned half-life (days) | 95 % interval | configured | helps | "
+             "snapshots with such actions |", "|---|---:|---|---:|---|---:|"]
+    for g in groups:
+        helps = {True: "yes", False: "no", None: "n/a"}[g.get("helps")]
+        lines.append(f"| {g['group']} | {g['half_life_days']:.1f} | {g['ci_low']:.1f} to "
+                     f"{g['ci_high']:.1f} | {g.get('configured_half_life_days') or '':} | "
+                     f"{helps} | {g['n_with_events']:,} |")
+    for m in decay.get("manual_inactivity") or []:
+        implied = m.get("implied_half_life_days")
+        said = (f"implies a half-life of {implied:.0f} days for a lead with "
+                f"{m['typical_points']:.0f} points (the median active lead)" if implied
+                else "cannot be read as a half-life (the typical lead has too few points)")
+        lines.append("")
+        lines.append(f"Your rule *{m['rule']}* ({m['points']:+g} after {m['after_days']:g} "
+                     f"days without activity) {said}; the data's half-lives per group are "
+                     "above.")
+    if decay.get("faded_rules"):
+        lines += ["", "rules.learned.yaml makes these rules fade at their group's learned "
+                  "half-life: " + ", ".join(decay["faded_rules"]) + "."]
+    lines += ["", f"![decay by group]({plots_dir}/{PLOT_DECAY})", ""]
+    return "\n".join(lines)
+
+
+def backtest_frame(performance: Mapping[str, Any]) -> pd.DataFrame:
+    """The decision backtest of `performance` (as the rules stage stores it) as a frame."""
+    bt = performance["decision_backtest"]
+    frame = pd.DataFrame(bt["rows"])
+    frame.attrs.update(weeks=bt["weeks"], converted_leads=bt["converted_leads"])
+    return frame
 
 
 # --------------------------------------------------------------------------- summary
@@ -699,7 +967,8 @@ def render_summary(
             f"{_pts(row['manual_points'], 0)} points {_unit(ruleset, row['rule'])}, the data "
             f"gives {_pts(row['learned_points'])} (95 % interval "
             f"{_ci(row['ci_low'], row['ci_high'], pct=False)}): off by "
-            f"{abs(row['gap']):.0f} points, {row['miss']:.0f} outside the interval.")
+            f"{abs(row['gap']):.0f} points, {row['miss']:.0f} outside the interval."
+            + (f" Why: {row['why']}" if row.get("why") else ""))
     if len(wrong) > n_wrong:
         lines.append(f"- {len(wrong) - n_wrong} more rule(s) are off; see the table below.")
     signs = wrong[wrong["verdict"] == WRONG_SIGN]["rule"].tolist()
@@ -724,11 +993,13 @@ def render_summary(
               "inactivity). Learned points are conditional on the other rules; `lift` is the "
               "rule on its own (conversion when it fires over conversion when it does not).",
               ""]
+    has_why = "why" in comparison.columns
     rows = [[r["rule"], _pts(r["manual_points"], 0), _pts(r["learned_points"]),
              _ci(r["ci_low"], r["ci_high"], pct=False), _pct(r["support"]),
-             _num(r["lift"], 2), r["verdict"]] for r in comparison.to_dict("records")]
+             _num(r["lift"], 2), r["verdict"], *([r["why"]] if has_why else [])]
+            for r in comparison.to_dict("records")]
     lines += _md_table(["rule", "manual", "learned", "95 % interval", "fires on", "lift",
-                        "verdict"], rows)
+                        "verdict", *(["why"] if has_why else [])], rows)
     lines.append("")
 
     lines += ["## Side by side on the test split", ""]

@@ -1,4 +1,4 @@
-"""`evaluate` stage: every scorer on the test split, side by side, plus the ceiling.
+"""`evaluate` stage: every scorer on the test split, side by side, plus the truth (synthetic).
 
 Reads `data/models/` (bundle, predictions, summary, run id), `paths.features/train.parquet`
 (for per-feature contributions) and, when present, `paths.raw/truth.csv` (the synthetic
@@ -14,7 +14,7 @@ age), `reports/plots/*.csv` (DVC plots),
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,11 @@ from models.metrics import (
     roc_curve_frame,
     wilson_interval,
 )
+from models.subscores import grid_report
 from pipeline import tracking
+from pipeline.console import num, pct, progress, summary_table
 from pipeline.io import read_json, require_inputs, write_json, write_with
-from pipeline.report import ReportContext, render_plots, render_report
+from pipeline.report import ReportContext, promise_verdicts, render_plots, render_report
 
 log = logging.getLogger(__name__)
 CURVES = {
@@ -94,17 +96,22 @@ def test_metrics(test: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def lead_intervals(test: pd.DataFrame, scorers: Any, n_boot: int = 200, seed: int = 0
+def lead_intervals(test: pd.DataFrame, scorers: Any, n_boot: int = 200, seed: int = 0,
+                   advance: Callable[[], None] | None = None,
                    ) -> dict[str, dict[str, list[float]]]:
     """scorer -> metric -> [low, high]: 95 % intervals of ROC AUC and log-loss on the test
-    split, resampling whole leads (a lead's snapshots move together)."""
+    split, resampling whole leads (a lead's snapshots move together). `advance` is called
+    after each scorer (progress)."""
     fns = {"roc_auc": roc_auc, "log_loss": log_loss}
     y, groups = test["label"].to_numpy(), test["lead_id"].astype(str).to_numpy()
-    return {
-        s: {k: list(v) for k, v in lead_bootstrap(y, test[f"p_{s}"].to_numpy(dtype=float),
-                                                  groups, fns, n_boot=n_boot, seed=seed).items()}
-        for s in scorers
-    }
+    out = {}
+    for s in scorers:
+        out[s] = {k: list(v) for k, v in lead_bootstrap(
+            y, test[f"p_{s}"].to_numpy(dtype=float), groups, fns, n_boot=n_boot,
+            seed=seed).items()}
+        if advance is not None:
+            advance()
+    return out
 
 
 def reliability_by_age(test: pd.DataFrame, scorer: str = "lightgbm") -> list[dict[str, Any]]:
@@ -151,6 +158,8 @@ def bands_report(bundle: ScoringBundle, predictions: pd.DataFrame, band_params: 
                 "target_kind": band.target_kind,
                 "target": band.target,
                 "feasible": band.feasible,
+                # simulated new entries per week (mean, p10, p90), models.bands.WeeklyBatches
+                "weekly_entries": getattr(band, "weekly_entries", None),
             }
             for split, table in tables.items():
                 t = table[i]
@@ -161,6 +170,7 @@ def bands_report(bundle: ScoringBundle, predictions: pd.DataFrame, band_params: 
             "policy": policy,
             "conversion_rule": fitted.conversion_rule,
             "leads_per_week": fitted.leads_per_week,
+            "weekly_simulation": getattr(fitted, "weekly", None),
             "feasible": fitted.feasible,
             "notes": fitted.messages,
             "bands": bands,
@@ -198,14 +208,21 @@ def run(
     curves = {
         kind: {s: fn(test["label"], test[f"p_{s}"]) for s in metrics} for kind, fn in CURVES.items()
     }
-    intervals = lead_intervals(test, [s for s in metrics if s != "truth"])
+    boot = [s for s in metrics if s != "truth"]
+    with progress(f"evaluate: 95 % intervals, 200 lead resamples x {len(boot)} scorers",
+                  total=len(boot)) as advance:
+        intervals = lead_intervals(test, boot, advance=advance)
     for scorer, ci in intervals.items():
         for key, (low, high) in ci.items():
             metrics[scorer][f"{key}_ci_low"], metrics[scorer][f"{key}_ci_high"] = low, high
     reliability = reliability_by_age(test, "served")
     bands = bands_report(bundle, preds, params.bands)
+    subscores = grid_report(getattr(bundle, "subscores", None) or {}, test,
+                            {n: metrics.get(n, {}).get("ece") for n in ("fit", "engagement")})
     test_features = features.loc[predictions.index[predictions["split"] == "test"]]
-    imp = importance(bundle, test_features)
+    with progress(f"evaluate: feature contributions on {min(len(test_features), 20_000):,} "
+                  "test snapshots"):
+        imp = importance(bundle, test_features)
     group_imp = imp.groupby("group")["mean_abs_contribution"].sum().sort_values(ascending=False)
     cal = summary["calibration"]["served"]
     flat = {f"test.{s}.{k}": v for s, m in metrics.items() for k, v in m.items()}
@@ -242,8 +259,15 @@ def run(
         },
         feature_importance=imp,
         notes=notes,
+        subscores=subscores or {},
+        split_counts={
+            part: {"leads": summary["split"]["leads"][part],
+                   "snapshots": summary["split"]["rows"][part]}
+            for part in summary["split"]["leads"] if part in summary["split"]["rows"]
+        },
     )
-    plots = render_plots(ctx)
+    with progress(f"evaluate: {len(curves) + len(bands['band_sets']) + 1} plots and the report"):
+        plots = render_plots(ctx)
     return {
         "metrics": metrics,
         "flat": flat,
@@ -252,6 +276,7 @@ def run(
         "reliability": {"scorer": "served", "split": "test", "by_age": reliability},
         "plots": plots,
         "html": render_report(ctx, plots),
+        "subscores": subscores,
         "importance": imp,
         "group_importance": group_imp,
     }
@@ -323,6 +348,7 @@ def from_params(params: Any) -> dict:
     write_json(reports / "metrics.json", nested)
     write_json(reports / "headline.json", headline(result["metrics"], summary))
     write_json(reports / "bands.json", result["bands"])
+    write_json(reports / "subscores.json", result.get("subscores") or {"skipped": "no sub-scores"})
     write_json(reports / "reliability.json", result["reliability"])
     plots_dir = reports / "plots"
     for kind, name in PLOT_FILES.items():
@@ -354,7 +380,8 @@ def from_params(params: Any) -> dict:
     run_info = read_json(mdir / "run.json")
     tracking.configure()
     ml = tracking.mlflow()
-    with ml.start_run(run_id=run_info["run_id"]):
+    with progress("evaluate: logging metrics, plots and the report to MLflow"), \
+            tracking.start_run(run_id=run_info["run_id"]):
         ml.log_metrics(
             {k: float(v) for k, v in result["flat"].items() if v is not None and np.isfinite(v)}
         )
@@ -367,7 +394,51 @@ def from_params(params: Any) -> dict:
     if "truth" in result["metrics"]:
         shown["truth_roc_auc"] = result["metrics"]["truth"]["roc_auc"]
     return {"served": bundle_name(read_json(mdir / "summary.json")), "test.served": shown,
-            "report": str(reports / "model_report.html")}
+            "report": str(reports / "model_report.html"),
+            "test_leads": summary["split"]["leads"]["test"],
+            "test_snapshots": summary["split"]["rows"]["test"],
+            "test": {k: lg.get(k) for k in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high",
+                                            "pr_auc", "log_loss", "ece", "capture_at_10",
+                                            "lift_at_10", "base_rate")},
+            "calibration_ece": result["flat"]["calibration.served.ece_after"],
+            "promises": {name: promise_verdicts(b)
+                         for name, b in result["bands"]["band_sets"].items()}}
+
+
+def render(result: dict) -> Any:
+    """The CLI summary: the served model on the test split, and the bands' promises."""
+    t = result.get("test") or {}
+    ci = ""
+    if t.get("roc_auc_ci_low") is not None and t.get("roc_auc_ci_high") is not None:
+        ci = f" (95 % CI {num(t['roc_auc_ci_low'])}–{num(t['roc_auc_ci_high'])})"
+    rows: list[tuple] = [
+        ("ROC AUC", num(t.get("roc_auc")) + ci),
+        ("PR AUC", num(t.get("pr_auc"))),
+        ("log-loss", num(t.get("log_loss"), 4)),
+        ("calibration error (ECE), test split",
+         num(100 * t["ece"], 2, "pp") if t.get("ece") is not None else "—"),
+        ("calibration error (ECE), calibration split",
+         num(100 * result["calibration_ece"], 2, "pp")
+         if result.get("calibration_ece") is not None else "—"),
+        ("conversions found in the top 10 %", pct(t.get("capture_at_10"))),
+        ("lift in the top 10 %", num(t.get("lift_at_10"), 2, "x")),
+        ("base rate (converted snapshots)", pct(t.get("base_rate"))),
+    ]
+    truth = (result.get("test.served") or {}).get("truth_roc_auc")
+    if truth is not None:
+        rows.append(("truth ROC AUC (generator's probability)", num(truth)))
+    for set_name, verdicts in (result.get("promises") or {}).items():
+        counted = {v: sum(x == v for x in verdicts.values()) for v in ("kept", "beaten",
+                                                                      "not kept")}
+        broken = [b for b, v in verdicts.items() if v == "not kept"]
+        rows.append((f"bands {set_name}: promises kept / beaten / not kept",
+                     f"{counted['kept']} / {counted['beaten']} / {counted['not kept']}"
+                     + (f" ({', '.join(broken)})" if broken else "")))
+    rows.append(("report", result["report"]))
+    return summary_table(
+        f"evaluate: {result['served']} on the test split "
+        f"({num(result.get('test_leads'))} leads, {num(result.get('test_snapshots'))} snapshots)",
+        rows)
 
 
 def bundle_name(summary: dict) -> str:

@@ -103,6 +103,11 @@ def test_notebook_runs_on_pipeline_outputs(project: Path, tmp_path: Path,
     worst = most_wrong(pd.read_csv(project / "reports" / "rules_comparison.csv"))
     assert (f"Most wrong: `{worst['rule'].iloc[0]}`" if len(worst)
             else "No rule is clearly wrong") in markdown
+    comparison = pd.read_csv(project / "reports" / "rules_comparison.csv")
+    assert comparison["why"].notna().all() and (comparison["why"].str.len() > 0).all()
+    for r in comparison.itertuples(index=False):  # every verdict shown with its why
+        assert f"**{r.rule}** ({r.verdict}; manual {r.manual_points:+g}" in markdown
+        assert r.why in markdown
     assert len(outputs(nb, "image/png")) >= 4  # points, two band sets, weights
     # the what-if cell rescored the test leads with the overrides
     assert "newsletter signup" in text and "edited" in text and "roc_auc" in text

@@ -20,8 +20,14 @@ band above it, leaving at least one distinct value for every lower band:
   a message.
 - `top_share` s: the band holds the share s of calibration leads (closest achievable with
   ties); shares are per band, so hot 0.10 and warm 0.25 put 35 % above the warm cutoff.
-- `capacity_per_week` N: the band holds the share N / leads_per_week of the inflow, i.e.
-  about N * cadence / 7 leads per scoring batch of cadence days. `leads_per_week` is the
+- `capacity_per_week` N: N leads *newly enter* the band per week of scoring. With simulated
+  scoring batches (`fit_bands(..., weekly=weekly_batches(...))`: every open calibration lead
+  re-scored at every batch moment) the cutoff is the grid cutoff whose mean simulated new
+  entries per week (in the band this batch, not in it the batch before; see
+  `WeeklyBatches`) is closest to N, scaled by simulated / expected inflow when the set has
+  `leads_per_week`. A lead stays open, often in the band, for weeks, so this is a much
+  smaller band than a pooled-row share. Without batches the band holds the share
+  N / leads_per_week of the (snapshot) rows, the older reading. `leads_per_week` is the
   inflow of the scored population, estimated by the caller from the calibration split.
   Without an inflow (an export with no creation dates), a capacity band falls back to a
   `min_conversion` target and says so in its `fallback` field: the band's
@@ -57,11 +63,13 @@ from models.settings import BandSet, BandSpec, InputError, InsufficientDataError
 __all__ = [
     "FittedBand",
     "FittedBands",
+    "WeeklyBatches",
     "apply_bands",
     "band_table",
     "estimate_leads_per_week",
     "fit_bands",
     "score_1_99",
+    "weekly_batches",
     "wilson_low",
 ]
 
@@ -85,6 +93,9 @@ class FittedBand:
     share: float = 0.0
     expected_per_week: float | None = None
     fallback: str | None = None
+    # simulated new entries per week (mean, p10, p90; target for a capacity band), with
+    # `fit_bands(..., weekly=...)`
+    weekly_entries: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ class FittedBands:
     scoring_cadence_days: float = 7.0
     leads_per_week: float | None = None
     conversion_rule: str = "band"
+    weekly: dict[str, Any] | None = None  # WeeklyBatches.summary() of the simulation used
 
     def __post_init__(self) -> None:
         if len(self.bands) < 2:
@@ -146,6 +158,7 @@ class FittedBands:
             "scoring_cadence_days": self.scoring_cadence_days,
             "leads_per_week": self.leads_per_week,
             "conversion_rule": self.conversion_rule,
+            "weekly": self.weekly,
             "feasible": self.feasible,
             "bands": [asdict(b) for b in self.bands],
         }
@@ -172,6 +185,7 @@ class FittedBands:
             scoring_cadence_days=float(data["scoring_cadence_days"]),
             leads_per_week=data.get("leads_per_week"),
             conversion_rule=data.get("conversion_rule", "band"),
+            weekly=data.get("weekly"),
         )
 
 
@@ -208,6 +222,7 @@ def fit_bands(
     y_cal: ArrayLike,
     band_set: BandSet,
     leads_per_week: float | None = None,
+    weekly: WeeklyBatches | None = None,
 ) -> FittedBands:
     """Fit the cutoffs of `band_set` on calibrated probabilities and outcomes.
 
@@ -216,6 +231,12 @@ def fit_bands(
     score at) when any band uses `top_share` or `capacity_per_week`. Raises
     `InsufficientDataError` when there are too few distinct probabilities to give every
     band its own cutoff.
+
+    With `weekly` (simulated scoring batches, see `weekly_batches`) a capacity band's cutoff
+    is instead the grid cutoff whose mean simulated *new entries* per week come closest to
+    the capacity (times simulated inflow / `band_set.leads_per_week` when that is set), and
+    every band records its simulated weekly entries. `band_set.leads_per_week`, when set,
+    replaces the `leads_per_week` argument.
     """
     if not isinstance(band_set, BandSet):
         raise SettingsError(f"`band_set` must be a BandSet; got {type(band_set).__name__}")
@@ -223,7 +244,11 @@ def fit_bands(
     y = _check_y(y_cal, p.size)
     name = band_set.name
     fallbacks: dict[int, str] = {}
-    if band_set.uses_capacity and leads_per_week is None:
+    if band_set.leads_per_week is not None:
+        leads_per_week = band_set.leads_per_week
+    if weekly is not None and not isinstance(weekly, WeeklyBatches):
+        raise SettingsError(f"`weekly` must be WeeklyBatches; got {type(weekly).__name__}")
+    if band_set.uses_capacity and leads_per_week is None and weekly is None:
         band_set, fallbacks = _capacity_fallback(band_set, float(y.mean()) if y.size else 0.0)
     if leads_per_week is not None and not (
         isinstance(leads_per_week, int | float)
@@ -293,6 +318,10 @@ def fit_bands(
                     f"({band_set.conversion_rule} rule); using the best "
                     f"achievable {_pct(rate[j])} (n={int(n_band[j])}) at p >= {values[choice]:.4g}"
                 )
+        elif spec.target_kind == "capacity_per_week" and weekly is not None:
+            choice, feasible, message = _weekly_capacity_cutoff(
+                spec, band_set, weekly, cand, upper, grid_score, values.size
+            )
         else:
             if spec.target_kind == "top_share":
                 share = float(spec.target)  # type: ignore[arg-type]
@@ -322,6 +351,7 @@ def fit_bands(
     starts = [0] + [cut_idx[k] for k in range(1, k_bands)]
     ends = starts[1:] + [values.size]
     sum_p_at = np.bincount(inverse, weights=p, minlength=values.size)
+    cut_p = [0.0] + [grid_score[cut_idx[k]] / 100 for k in range(1, k_bands)] + [math.inf]
     fitted: list[FittedBand] = []
     for k, (s, e) in enumerate(zip(starts, ends, strict=True)):
         spec = band_set.bands[k]
@@ -344,6 +374,8 @@ def fit_bands(
                 share=share,
                 expected_per_week=None if leads_per_week is None else share * leads_per_week,
                 fallback=fallbacks.get(k),
+                weekly_entries=None if weekly is None or k == 0 else _entry_stats(
+                    weekly, cut_p[k], cut_p[k + 1], spec, band_set),
             )
         )
     return FittedBands(
@@ -353,6 +385,46 @@ def fit_bands(
         scoring_cadence_days=float(band_set.scoring_cadence_days),
         leads_per_week=None if leads_per_week is None else float(leads_per_week),
         conversion_rule=band_set.conversion_rule,
+        weekly=None if weekly is None else {
+            **weekly.summary(), "expected_leads_per_week": band_set.leads_per_week},
+    )
+
+
+def _entries_target(spec: BandSpec, band_set: BandSet, weekly: WeeklyBatches) -> float:
+    """The capacity in simulated entries per week: scaled by simulated / expected inflow."""
+    scale = 1.0 if band_set.leads_per_week is None else (
+        weekly.inflow_per_week / band_set.leads_per_week)
+    return float(spec.target) * scale  # type: ignore[arg-type]
+
+
+def _entry_stats(weekly: WeeklyBatches, low: float, high: float, spec: BandSpec,
+                 band_set: BandSet) -> dict[str, float]:
+    per_week = weekly.entries(low, high)
+    out = {"mean": float(per_week.mean()), "p10": float(np.quantile(per_week, 0.1)),
+           "p90": float(np.quantile(per_week, 0.9))}
+    if spec.target_kind == "capacity_per_week":
+        out["target"] = _entries_target(spec, band_set, weekly)
+    return out
+
+
+def _weekly_capacity_cutoff(
+    spec: BandSpec, band_set: BandSet, weekly: WeeklyBatches, cand: np.ndarray, upper: int,
+    grid_score: dict[int, int], n_values: int,
+) -> tuple[int, bool, str | None]:
+    """(value index of the cutoff, feasible, message) for a capacity band on simulated
+    weekly batches: the candidate whose mean new entries per week is closest to the target
+    (the larger band on ties)."""
+    want = _entries_target(spec, band_set, weekly)
+    high = math.inf if upper >= n_values else grid_score[upper] / 100
+    means = np.array([weekly.entries(grid_score[int(c)] / 100, high).mean() for c in cand])
+    j = int(np.argmin(np.abs(means - want)))
+    lo, hi = float(means.min()), float(means.max())
+    if lo <= want <= hi:
+        return int(cand[j]), True, None
+    return int(cand[j]), False, (
+        f"`bands.{band_set.name}` band `{spec.name}`: capacity_per_week {spec.target:g} asks "
+        f"for {want:.1f} new entries per simulated week but the cutoffs allow {lo:.1f}..{hi:.1f}; "
+        f"using {means[j]:.1f} (score >= {grid_score[int(cand[j])]})"
     )
 
 
@@ -419,6 +491,159 @@ def estimate_leads_per_week(created_at: ArrayLike, lead_ids: ArrayLike | None = 
         created = created.groupby(ids).min()
     days = (created.max().normalize() - created.min().normalize()).days + 1
     return float(created.size / (days / 7))
+
+
+# --------------------------------------------------------------------------- weekly batches
+
+
+@dataclass(frozen=True)
+class WeeklyBatches:
+    """Simulated scoring batches: every open lead's calibrated p at each batch moment.
+
+    Build it with `weekly_batches`. Batch `j` is at `anchor + j * cadence_days`; a lead's
+    cohort is the first batch at or after its creation and its age the batches since then.
+    A lead *enters* a band in a batch when it is in the band there and was not in it in the
+    batch before (a lead first seen, or not open the batch before, was in no band).
+
+    Weekly entries are read as a steady state with leads of every age, the way a real batch
+    sees them: entries per cohort and age `M[c, k]` are counted where observed (the batch
+    `c + k` exists); where not (a young cohort's late ages), the cohort's size times the
+    entry rate per lead at that age over the cohorts observed there stands in. Simulated week
+    `w` (one per cohort batch) then adds age `k` of cohort `(w - k) mod n_cohorts` for every
+    observed age: each simulated week holds one cohort at every age, like a real batch.
+    Counts are scaled to leads per week by the creation span (whole days, first to last
+    creation day, as in `estimate_leads_per_week`), so the mean is the weekly inflow times
+    the lifetime entries per lead even when the first and last cohorts are partial weeks.
+    Ages beyond the oldest cohort's span are not seen and not counted.
+    """
+
+    cadence_days: float
+    n_batches: int
+    n_cohorts: int
+    cohort_size: np.ndarray  # leads per cohort (n_cohorts)
+    p: np.ndarray  # one value per (lead, batch) row
+    prev_p: np.ndarray  # the lead's p in the batch before, NaN if it was not in it
+    cohort: np.ndarray  # per row
+    age: np.ndarray  # per row, in batches
+    span_weeks: float = 1.0  # creation span of the leads, in weeks
+
+    @property
+    def per_week(self) -> float:
+        """Entries summed over the simulated weeks x this = entries per week on average."""
+        return self.n_cohorts / self.span_weeks
+
+    @property
+    def n_leads(self) -> int:
+        return int(self.cohort_size.sum())
+
+    @property
+    def inflow_per_week(self) -> float:
+        """New leads per week in the simulation."""
+        return float(self.cohort_size.sum() / self.span_weeks)
+
+    def entries(self, low: float, high: float = math.inf) -> np.ndarray:
+        """New entries per simulated week (one value per cohort) into the band
+        `low <= p < high`, in leads per week (see the class docstring)."""
+        inside = (self.p >= low) & (self.p < high)
+        before = (self.prev_p >= low) & (self.prev_p < high)  # NaN compares False
+        new = inside & ~before
+        n_ages = self.n_batches
+        cells = np.bincount(self.cohort[new] * n_ages + self.age[new],
+                            minlength=self.n_cohorts * n_ages).reshape(self.n_cohorts, n_ages)
+        k = np.arange(n_ages)
+        observed = k[None, :] <= (self.n_batches - 1 - np.arange(self.n_cohorts))[:, None]
+        at_risk = (self.cohort_size[:, None] * observed).sum(axis=0)
+        rate = np.divide((cells * observed).sum(axis=0), at_risk,
+                         out=np.zeros(n_ages), where=at_risk > 0)
+        filled = np.where(observed, cells, self.cohort_size[:, None] * rate[None, :])
+        filled[:, at_risk == 0] = 0.0
+        weeks = np.arange(self.n_cohorts)
+        rows = (weeks[:, None] - k[None, :]) % self.n_cohorts
+        return filled[rows, k[None, :]].sum(axis=1) * self.per_week
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-able description of the simulation."""
+        return {
+            "cadence_days": self.cadence_days,
+            "batches": self.n_batches,
+            "simulated_weeks": self.n_cohorts,
+            "leads": self.n_leads,
+            "rows": int(self.p.size),
+            "inflow_per_week": self.inflow_per_week,
+            "max_age_days": (self.n_batches - 1) * self.cadence_days,
+            "statistic": "mean",
+        }
+
+
+def weekly_batches(
+    batches: pd.DataFrame, leads: pd.DataFrame, cadence_days: float = 7.0
+) -> WeeklyBatches:
+    """Prepare simulated scoring batches for `fit_bands(..., weekly=...)`.
+
+    `batches`: one row per open lead per batch, columns `lead_id`, `as_of` (the batch
+    moment; batches `cadence_days` apart) and `p` (calibrated probability as scoring sees
+    it then). `leads`: every simulated lead, columns `lead_id` and `created_at` (a lead
+    open in no batch still counts in the inflow). Batch 0 is the earliest `as_of`.
+    """
+    for frame, cols, what in ((batches, ("lead_id", "as_of", "p"), "batches"),
+                              (leads, ("lead_id", "created_at"), "leads")):
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise InputError(f"`{what}` lacks column(s) {missing}")
+    cadence = float(cadence_days)
+    if not (math.isfinite(cadence) and cadence > 0):
+        raise SettingsError(f"`cadence_days` must be > 0; got {cadence_days!r}")
+    if batches.empty:
+        raise InsufficientDataError("no simulated scoring batch holds an open lead")
+    p = _check_p(batches["p"], "batches.p")
+    step = pd.Timedelta(days=cadence).value
+    as_of = pd.to_datetime(batches["as_of"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    anchor = as_of.min()
+    offset = as_of - anchor
+    batch = np.rint(offset / step).astype(np.int64)
+    off_grid = np.abs(offset - batch * step) > 1e9  # more than a second off the grid
+    if off_grid.any():
+        raise InputError(
+            f"`batches.as_of` must be {cadence:g} days apart from the first batch; "
+            f"{int(off_grid.sum())} rows are not "
+            f"(e.g. {batches['as_of'].iloc[int(np.argmax(off_grid))]})"
+        )
+    n_batches = int(batch.max()) + 1
+    created = pd.to_datetime(leads["created_at"]).to_numpy(dtype="datetime64[ns]")
+    if np.isnat(created).any():
+        raise InputError(f"`leads.created_at` has {int(np.isnat(created).sum())} missing values")
+    if leads["lead_id"].duplicated().any():
+        raise InputError("`leads.lead_id` must be unique")
+    # the first batch at or after creation
+    lead_cohort = np.ceil((created.astype(np.int64) - anchor) / step).astype(np.int64)
+    lead_cohort = np.maximum(lead_cohort, 0)
+    ids = pd.Index(leads["lead_id"].astype(str))
+    pos = ids.get_indexer(batches["lead_id"].astype(str))
+    if (pos < 0).any():
+        raise InputError(f"{int((pos < 0).sum())} batch rows name leads missing from `leads` "
+                         f"(e.g. {batches['lead_id'].iloc[int(np.argmax(pos < 0))]!r})")
+    cohort = lead_cohort[pos]
+    age = batch - cohort
+    if (age < 0).any():
+        raise InputError(f"{int((age < 0).sum())} batch rows are before their lead's creation")
+    if pd.Series(pos * n_batches + batch).duplicated().any():
+        raise InputError("`batches` has a lead twice in one batch")
+    in_range = lead_cohort < n_batches
+    days = (pd.Timestamp(created[in_range].max()).normalize()
+            - pd.Timestamp(created[in_range].min()).normalize()).days + 1
+    n_cohorts = int(lead_cohort[in_range].max()) + 1
+    sizes = np.bincount(lead_cohort[in_range], minlength=n_cohorts).astype(float)
+    # the same lead's p in the batch before
+    key = pos * n_batches + batch
+    order = np.argsort(key, kind="stable")
+    prev = np.full(p.size, np.nan)
+    sorted_key, sorted_pos = key[order], pos[order]
+    follows = np.r_[False, (np.diff(sorted_key) == 1) & (sorted_pos[1:] == sorted_pos[:-1])]
+    prev_sorted = np.r_[np.nan, p[order][:-1]]
+    prev[order] = np.where(follows, prev_sorted, np.nan)
+    return WeeklyBatches(cadence_days=cadence, n_batches=n_batches, n_cohorts=n_cohorts,
+                         cohort_size=sizes, p=p, prev_p=prev, cohort=cohort, age=age,
+                         span_weeks=days / 7)
 
 
 # --------------------------------------------------------------------------- applying

@@ -272,8 +272,12 @@ class TrainSettings:
     tune: TuneSettings = field(default_factory=lambda: TuneSettings())
     # auto: the candidate with the lowest validation log-loss; or force one of them
     serve: str = "auto"
+    # fit and engagement sub-scores beside the served model (models.subscores)
+    subscores: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.subscores, bool):
+            raise SettingsError(f"`train.subscores` must be true or false; got {self.subscores!r}")
         if self.serve not in SERVE_CHOICES:
             raise SettingsError(f"`train.serve` must be one of {', '.join(SERVE_CHOICES)}; "
                                 f"got {self.serve!r}")
@@ -296,6 +300,7 @@ def parse_train(mapping: Mapping[str, Any]) -> TrainSettings:
         "min_positives",
         "min_calibration_positives",
         "serve",
+        "subscores",
     }
     _check_keys("train", m, set(), scalar | {"lightgbm", "logreg", "tune"})
     lgbm = _mapping("train.lightgbm", m.get("lightgbm", {}))
@@ -365,6 +370,9 @@ class BandSet:
     `conversion_rule`: how `min_conversion` is read (see `models.bands`): "band" = the
     band's observed conversion reaches the target (default); "marginal" = every lead in
     the band has calibrated p >= the target (stricter, no dilution by weak leads).
+    `leads_per_week`: the expected weekly inflow of the scored population, for a set with a
+    `capacity_per_week` band; None = the calibration split's own inflow. A capacity band's
+    simulated weekly entries are scaled by the ratio of the simulated to this inflow.
     """
 
     name: str
@@ -376,9 +384,12 @@ class BandSet:
     # lower_bound: a min_conversion promise holds when the Wilson 95 % lower bound of the
     # band's calibration conversion clears it; point: when the observed rate does
     promise: str = "lower_bound"
+    leads_per_week: float | None = None
 
     def __post_init__(self) -> None:
         p = f"bands.{self.name}"
+        if self.leads_per_week is not None:
+            _positive(f"{p}.leads_per_week", self.leads_per_week)
         if self.promise not in ("lower_bound", "point"):
             raise SettingsError(
                 f"`{p}.promise` must be 'lower_bound' or 'point'; got {self.promise!r}")
@@ -466,7 +477,8 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
     m = _mapping(p, mapping)
     _check_keys(
         p, m, {"bands"},
-        {"policy", "scoring_cadence_days", "min_band_size", "conversion_rule", "promise"},
+        {"policy", "scoring_cadence_days", "min_band_size", "conversion_rule", "promise",
+         "leads_per_week"},
     )
     policy = m.get("policy", "conversion")
     if policy not in BAND_TARGET_KEYS:
@@ -510,6 +522,8 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
         min_band_size=min_size,
         conversion_rule=m.get("conversion_rule", "band"),
         promise=m.get("promise", "lower_bound"),
+        leads_per_week=(None if m.get("leads_per_week") is None
+                        else _number(f"{p}.leads_per_week", m["leads_per_week"])),
     )
 
 

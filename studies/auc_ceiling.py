@@ -1,29 +1,27 @@
-"""How close can any model get to the generator's true probabilities? A study, not a stage.
+"""The served model against the generator's truth on the synthetic sample. A study, not a stage.
 
-The synthetic `truth.csv` is P(convert within the horizon | the lead's hidden fit, intent and
-buying phase at `as_of`). Events and fields reveal that hidden state only partly, so the
-truth's ROC AUC is a ceiling no model reaches. This study measures how much of the gap is
-information the data does not carry, by refitting the pipeline's own LightGBM (same split,
-validation slice, parameters and seed, via `models.training.train_all`) on the features
-plus pieces of the hidden state the generator knows and the pipeline never sees:
+What it measures, and nothing more: on the test and the calibration split of a finished run,
+the ROC AUC and log-loss of the served model (`p_served`) and of `truth.csv` — the
+generator's P(convert within the horizon | the lead's hidden fit, intent and buying phase at
+`as_of`, pipeline/synth.py) — and the ratio of the two AUCs; then, per hidden phase at
+`as_of` (regenerated from `params.yaml`: the generator is deterministic for its settings),
+how many test snapshots sit in it, how often they convert, and the mean truth and served
+probability there.
 
-- `features`: what the pipeline trains on (the reference);
-- `+ hidden fit` / `+ hidden intent` / `+ hidden phase` / combinations: the exact latent
-  values, one piece at a time and together;
-- `+ estimates of all three`: the latents predicted from the observable features by models
-  that were *trained on the latents themselves* (cross-fitted by lead, 5 folds). No real
-  model gets that supervision, so this bounds what the observable data can give from above
-  (up to estimation error on this sample).
+What it does not claim: the truth conditions on state the data never shows, so it is a
+reference, not a ceiling for a model of the observable data. The only bound theory gives
+is on proper scores: in expectation no predictor built from the observable data has a
+lower log-loss (or Brier score) than the truth, since the truth conditions on more. For
+ROC AUC there is no such guarantee, and how much of the measured gap any model of the
+observable data could close is not measured here: that needs the Bayes posterior of the
+observable events (the generator's event model inverted), which this study does not build.
+An earlier version added hidden-state *estimates* learnt from the same features and called
+the result a bound; being functions of the same features, they bound nothing.
 
-It reads a finished pipeline run (`dvc repro` up to `features`: `data/features/train.parquet`
-and `data/raw/truth.csv`), regenerates the hidden state from `params.yaml` (the generator is
-deterministic for its settings), and writes `reports/ceiling.json`. Usage, from the
-project root:
+Reads `paths.models/predictions.parquet` (the `train` stage's) and `paths.raw/truth.csv`;
+writes `reports/truth_gap.json`. Usage, from the project root after `dvc repro`:
 
-    python -m studies.auc_ceiling [--params params.yaml] [--out reports/ceiling.json]
-
-ROC AUC is on the uncalibrated LightGBM score (isotonic calibration adds ties), on the test
-split and on the calibration split, each with the truth's AUC on the same snapshots.
+    python -m studies.auc_ceiling [--params params.yaml] [--out reports/truth_gap.json]
 """
 
 from __future__ import annotations
@@ -31,38 +29,22 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold
 
-from models.estimators import prepare_categories
-from models.metrics import roc_auc
-from models.training import categorical_columns, train_all
+from models.metrics import log_loss, roc_auc
 from pipeline import synth
 from pipeline.settings import load_params
 from pipeline.stages.evaluate import attach_truth
 from pipeline.stages.generate import settings_from_params
 
-HIDDEN = ("fit", "intent", "phase")
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "features": (),
-    "+ hidden fit": ("hidden_fit",),
-    "+ hidden intent": ("hidden_intent",),
-    "+ hidden phase": ("hidden_phase",),
-    "+ hidden fit, intent": ("hidden_fit", "hidden_intent"),
-    "+ hidden fit, intent, phase": ("hidden_fit", "hidden_intent", "hidden_phase"),
-    "+ estimates of all three": ("est_fit", "est_intent",
-                                 *(f"est_phase_{p}" for p in synth.PHASES[:synth.N_TRANSIENT + 1])),
-}
-
 
 def hidden_state(frame: pd.DataFrame, settings: synth.SynthSettings) -> pd.DataFrame:
-    """`hidden_fit`, `hidden_intent` (floats) and `hidden_phase` (category) per snapshot."""
+    """`hidden_fit`, `hidden_intent` (floats) and `hidden_phase` (category) per snapshot
+    (`lead_id`, `as_of`), from the generator re-run with `settings`."""
     latent = synth.generate(settings).latent
     row = frame["lead_id"].astype(str).str[1:].astype(np.int64).to_numpy() - 1
     days = (frame["as_of"].to_numpy().astype("datetime64[s]")
@@ -75,81 +57,77 @@ def hidden_state(frame: pd.DataFrame, settings: synth.SynthSettings) -> pd.DataF
     }, index=frame.index)
 
 
-def estimates(frame: pd.DataFrame, features: Sequence[str], hidden: pd.DataFrame,
-              seed: int, folds: int = 5) -> pd.DataFrame:
-    """The hidden state predicted from `features`, cross-fitted so no lead's estimate comes
-    from a model that saw it: `est_fit`, `est_intent`, `est_phase_<phase>` (probabilities)."""
-    X, _ = prepare_categories(frame[list(features)], categorical_columns(frame, features))
-    groups = frame["lead_id"].to_numpy()
-    phases = hidden["hidden_phase"].cat.codes.to_numpy()
-    out = pd.DataFrame(index=frame.index)
-    est = {"est_fit": np.zeros(len(X)), "est_intent": np.zeros(len(X))}
-    proba = np.zeros((len(X), synth.N_TRANSIENT + 1))
-    common = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 15, "verbose": -1,
-              "random_state": seed, "n_jobs": 1, "deterministic": True, "force_row_wise": True}
-    for fit_rows, est_rows in GroupKFold(n_splits=folds).split(X, groups=groups):
-        X_fit, X_est = X.iloc[fit_rows], X.iloc[est_rows]
-        for name in ("fit", "intent"):
-            model = lgb.LGBMRegressor(**common).fit(X_fit, hidden[f"hidden_{name}"].iloc[fit_rows])
-            est[f"est_{name}"][est_rows] = model.predict(X_est)
-        clf = lgb.LGBMClassifier(**common).fit(X_fit, phases[fit_rows])
-        proba[np.ix_(est_rows, clf.classes_)] = clf.predict_proba(X_est)
-    for name, values in est.items():
-        out[name] = values
-    for code, phase in enumerate(synth.PHASES[:synth.N_TRANSIENT + 1]):
-        out[f"est_phase_{phase}"] = proba[:, code]
+def measure(predictions: pd.DataFrame, truth: pd.DataFrame) -> dict[str, Any]:
+    """Per split part ('test', 'calibration'): snapshots, conversions, ROC AUC and log-loss
+    of `p_served` and of the truth on the snapshots the truth covers, and the AUC ratio
+    served / truth. `predictions` has `lead_id`, `as_of`, `split`, `label`, `p_served`."""
+    p_true = attach_truth(predictions[["lead_id", "as_of"]], truth)["p_truth"].to_numpy()
+    out: dict[str, Any] = {}
+    for part in ("test", "calibration"):
+        mask = (predictions["split"] == part).to_numpy() & ~np.isnan(p_true)
+        y = predictions.loc[mask, "label"].to_numpy()
+        served = predictions.loc[mask, "p_served"].to_numpy()
+        auc_served, auc_truth = roc_auc(y, served), roc_auc(y, p_true[mask])
+        out[part] = {
+            "snapshots": int(mask.sum()),
+            "conversions": int(y.sum()),
+            "served_roc_auc": round(auc_served, 4),
+            "truth_roc_auc": round(auc_truth, 4),
+            "auc_ratio": round(auc_served / auc_truth, 4),
+            "served_log_loss": round(log_loss(y, served), 4),
+            "truth_log_loss": round(log_loss(y, p_true[mask]), 4),
+        }
     return out
 
 
-def study(frame: pd.DataFrame, features: Sequence[str], truth: pd.DataFrame,
-          hidden: pd.DataFrame, params: Any, horizon_days: int,
-          variants: dict[str, tuple[str, ...]] = VARIANTS) -> dict[str, Any]:
-    """Test- and calibration-split ROC AUC of each variant (the model's `features` plus the
-    variant's additions), and its share of the truth's on the same snapshots."""
-    features = list(features)
-    extra = pd.concat([hidden, estimates(frame, features, hidden, params.train.seed)], axis=1)
-    data = pd.concat([frame, extra], axis=1)
-    p_true = attach_truth(data[["lead_id", "as_of"]], truth)["p_truth"].to_numpy()
-    rows: dict[str, Any] = {}
-    for name, added in variants.items():
-        result = train_all(data, [*features, *added], params.split, params.train,
-                           params.calibration, params.bands, horizon_days=horizon_days)
-        pred = result.predictions
-        row: dict[str, Any] = {"added": list(added)}
-        for part in ("test", "calibration"):
-            mask = (pred["split"] == part).to_numpy() & ~np.isnan(p_true)
-            model = roc_auc(pred.loc[mask, "label"], pred.loc[mask, "raw_lightgbm"])
-            ceiling = roc_auc(pred.loc[mask, "label"], p_true[mask])
-            row[part] = {"snapshots": int(mask.sum()), "roc_auc": round(model, 4),
-                         "truth_roc_auc": round(ceiling, 4),
-                         "share_of_truth": round(model / ceiling, 4)}
-        rows[name] = row
-        print(f"{name:32s} test AUC {row['test']['roc_auc']:.4f} "
-              f"({row['test']['share_of_truth']:.3f} x truth)  calibration "
-              f"{row['calibration']['roc_auc']:.4f} ({row['calibration']['share_of_truth']:.3f} x)",
-              flush=True)
-    return rows
+def by_phase(predictions: pd.DataFrame, truth: pd.DataFrame, hidden: pd.DataFrame,
+             part: str = "test") -> pd.DataFrame:
+    """One row per hidden phase at `as_of` on the `part` split: `snapshots`, `conversion`
+    (rate), `mean_truth`, `mean_served`. `hidden` is aligned with `predictions`."""
+    p_true = attach_truth(predictions[["lead_id", "as_of"]], truth)["p_truth"]
+    rows = pd.DataFrame({
+        "phase": hidden["hidden_phase"].astype(str).to_numpy(),
+        "label": predictions["label"].to_numpy(),
+        "truth": p_true.to_numpy(),
+        "served": predictions["p_served"].to_numpy(),
+    })[(predictions["split"] == part).to_numpy()]
+    table = rows.groupby("phase", sort=False).agg(
+        snapshots=("label", "size"), conversion=("label", "mean"),
+        mean_truth=("truth", "mean"), mean_served=("served", "mean"))
+    order = [p for p in synth.PHASES if p in table.index]
+    return table.loc[order].round(4).reset_index()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--out", default="reports/ceiling.json")
+    parser.add_argument("--out", default="reports/truth_gap.json")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if params.source != "synthetic":
-        print("the ceiling study needs the synthetic data set (source: synthetic)",
-              file=sys.stderr)
+        print("this study needs the synthetic data set (source: synthetic)", file=sys.stderr)
         return 2
-    frame = pd.read_parquet(Path(params.paths.features) / "train.parquet")
-    meta = json.loads((Path(params.paths.features) / "meta.json").read_text())
-    truth = pd.read_csv(Path(params.paths.raw) / "truth.csv")
+    pred_path = Path(params.paths.models) / "predictions.parquet"
+    truth_path = Path(params.paths.raw) / "truth.csv"
+    for path in (pred_path, truth_path):
+        if not path.exists():
+            print(f"{path}: not found; run `dvc repro` (up to `train`) first", file=sys.stderr)
+            return 2
+    predictions = pd.read_parquet(pred_path)
+    truth = pd.read_csv(truth_path)
     settings = settings_from_params(params)
-    rows = study(frame, meta["features"], truth, hidden_state(frame, settings), params,
-                 int(meta["horizon_days"]))
-    out = {"leads": settings.n_leads, "seed": settings.seed, "variants": rows}
+    parts = measure(predictions, truth)
+    phases = by_phase(predictions, truth, hidden_state(predictions, settings))
+    out = {"leads": settings.n_leads, "seed": settings.seed, "splits": parts,
+           "test_by_hidden_phase": phases.to_dict("records")}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+    for part, row in parts.items():
+        print(f"{part:12s} served AUC {row['served_roc_auc']:.4f}  truth AUC "
+              f"{row['truth_roc_auc']:.4f}  ratio {row['auc_ratio']:.4f}  log-loss served "
+              f"{row['served_log_loss']:.4f} truth {row['truth_log_loss']:.4f}  "
+              f"({row['snapshots']:,} snapshots)")
+    print(phases.to_string(index=False))
     print(f"written: {args.out}")
     return 0
 

@@ -19,8 +19,11 @@ import pandas as pd
 from features.build import align_features, basic_feature_columns, build_features
 from models.drift import drift_reference, top_features
 from models.settings import ModelError
+from models.subscores import subscore_columns
 from models.training import train_all
-from pipeline import tracking
+from models.weekly import weekly_bands
+from pipeline import pyfunc_model, tracking
+from pipeline.console import num, pct, progress, secs, summary_table
 from pipeline.errors import ConfigError, DataError, LeadpropError
 from pipeline.io import read_json, write_json, write_parquet, write_with
 from pipeline.settings import flatten
@@ -104,6 +107,8 @@ def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):
             rule_points=points,
             groups=meta.get("groups"),
             baseline_features=basic_feature_columns(meta["features"]),
+            subscores=(subscore_columns(meta["features"], meta.get("groups") or {})
+                       if params.train.subscores else None),
         )
     except ModelError as err:
         raise LeadpropError(f"train: {err}") from err
@@ -123,8 +128,22 @@ def from_params(params: Any) -> dict:
         points, rules_info = rule_points(frame, params)
     except ValueError as err:
         raise ConfigError(f"rules: {err}") from err
-    result = run(frame, meta, params, points)
-    result.bundle.metadata["reference"] = scoring_reference(result, params)
+    with progress(fitting_label(params, len(frame))):
+        result = run(frame, meta, params, points)
+    if any(bs.uses_capacity for bs in params.bands.values()):
+        from pipeline.stages.features import feature_settings, read_interim
+
+        leads, events = read_interim(Path(params.paths.interim))
+        try:
+            with progress("train: capacity bands on simulated weekly scoring batches"):
+                weekly_bands(result, leads, events, feature_settings(params)[1], params.bands,
+                             pd.Timestamp(meta["data_end"]))
+        except ModelError as err:
+            raise LeadpropError(f"train: weekly capacity bands: {err}") from err
+    with progress("train: drift reference (open leads at the test-period start)"):
+        result.bundle.metadata["reference"] = scoring_reference(result, params)
+    # what the registered model accepts: raw leads in this source's contract (pyfunc_model)
+    result.bundle.metadata["input_contract"] = pyfunc_model.contract_from_params(params)
     if result.summary["split"]["warning"]:
         log.warning(result.summary["split"]["warning"])
 
@@ -144,7 +163,7 @@ def from_params(params: Any) -> dict:
             Path(params.paths.interim) / "events.parquet",
         ]
     )
-    with ml.start_run(run_name=f"train-{data_hash}") as run_:
+    with tracking.start_run(run_name=f"train-{data_hash}") as run_:
         ml.set_tags(
             {
                 "git_commit": tracking.git_commit(),
@@ -185,6 +204,53 @@ def from_params(params: Any) -> dict:
                                                       "validation_log_loss",
                                                       "configured_validation_log_loss")},
         "split_rows": summary["split"]["rows"],
+        "split_leads": summary["split"]["leads"],
         "positives": summary["split"]["positives"],
         "calibration": {k: v["method"] for k, v in summary["calibration"].items()},
+        "calibration_ece": {k: v["ece_after"] for k, v in summary["calibration"].items()},
+        "served": summary.get("served", {}),
     }
+
+
+def fitting_label(params: Any, rows: int) -> str:
+    """The progress label of the fitting step: what runs, and its budget."""
+    tune = getattr(params.train, "tune", None)
+    budget = ""
+    if tune is not None and tune.enabled and tune.n_trials > 1:
+        budget = f"tuning up to {tune.n_trials} trials (stops after {tune.timeout_seconds:g} s), "
+    return (f"train: {budget}fitting LightGBM, logistic regression, calibration and bands on "
+            f"{rows:,} snapshots")
+
+
+def render(result: dict) -> Any:
+    """The CLI summary: the split, the tuning and the calibration, as short tables."""
+    from rich.console import Group
+
+    rows, leads, pos = result["split_rows"], result.get("split_leads", {}), result["positives"]
+    split = summary_table(
+        "train: time-ordered split",
+        [(part, rows[part], leads.get(part), pos.get(part),
+          pct(pos.get(part) / rows[part]) if rows.get(part) else "—") for part in rows],
+        headers=("split", "snapshots", "leads", "converted", "rate"),
+    )
+    t, served = result["tuning"], result.get("served") or {}
+    name = served.get("served", "lightgbm")
+    if name == "blend":
+        name = f"blend (LightGBM weight {served.get('weight', 0):g})"
+    model_rows: list[tuple] = [
+        ("served model", name),
+        ("LightGBM trees (best iteration)", result["best_iteration"]),
+        ("tuning trials", f"{t['trials']} (stopped by {t['stopped_by']})"),
+        ("tuning time", secs(t["seconds"])),
+        ("validation log-loss, tuned", num(t["validation_log_loss"], 4)),
+        ("validation log-loss, configured", num(t["configured_validation_log_loss"], 4)),
+    ]
+    ece = result.get("calibration_ece", {})
+    model_rows += [(f"calibration: {k}", f"{m}, ECE {num(100 * ece[k], 2, 'pp')}"
+                    if ece.get(k) is not None else m)
+                   for k, m in result["calibration"].items()]
+    model_rows.append(("MLflow run", result["run_id"]))
+    model = summary_table("train: model", model_rows,
+                          caption="ECE on the calibration split (cross-fitted); the test "
+                                  "split's is in `leadprop evaluate`.")
+    return Group(split, model)

@@ -183,26 +183,26 @@ def test_report_and_bands_exist(project: tuple[Path, dict]) -> None:
         assert cutoffs == sorted(cutoffs) and cutoffs[0] == 0.0
 
 
-def test_ceiling_study_lines_up_the_hidden_state(project: tuple[Path, dict]) -> None:
+def test_truth_gap_study_lines_up_the_hidden_state(project: tuple[Path, dict]) -> None:
     """studies.auc_ceiling on the pipeline's own outputs: every positive example was in a
-    live phase at its as_of, and knowing the exact hidden state beats the features."""
+    live phase at its as_of, and the truth and the served model are scored on the same
+    test snapshots."""
     from pipeline.settings import load_params
     from pipeline.stages.generate import settings_from_params
     from pipeline.synth import N_TRANSIENT, PHASES
-    from studies.auc_ceiling import hidden_state, study
+    from studies.auc_ceiling import by_phase, hidden_state, measure
 
     work, _ = project
     params = load_params(work / "params.yaml")
-    frame = pd.read_parquet(work / "data" / "features" / "train.parquet")
-    meta = json.loads((work / "data" / "features" / "meta.json").read_text())
-    hidden = hidden_state(frame, settings_from_params(params))
+    pred = pd.read_parquet(work / "data" / "models" / "predictions.parquet")
+    hidden = hidden_state(pred, settings_from_params(params))
     live = set(PHASES[:N_TRANSIENT])
-    assert hidden.loc[frame["label"] == 1, "hidden_phase"].isin(live).all()
+    assert hidden.loc[pred["label"] == 1, "hidden_phase"].isin(live).all()
     assert hidden["hidden_phase"].notna().all()
     truth = pd.read_csv(work / "data" / "raw" / "truth.csv")
-    oracle = ("hidden_fit", "hidden_intent", "hidden_phase")
-    rows = study(frame, meta["features"], truth, hidden, params, int(meta["horizon_days"]),
-                 variants={"features": (), "+ hidden state": oracle})
-    assert rows["+ hidden state"]["test"]["roc_auc"] > rows["features"]["test"]["roc_auc"]
-    assert rows["features"]["test"]["truth_roc_auc"] == rows["+ hidden state"]["test"][
-        "truth_roc_auc"]
+    parts = measure(pred, truth)
+    assert parts["test"]["snapshots"] == int((pred["split"] == "test").sum())
+    assert parts["test"]["auc_ratio"] == round(
+        parts["test"]["served_roc_auc"] / parts["test"]["truth_roc_auc"], 4)
+    table = by_phase(pred, truth, hidden)
+    assert table["snapshots"].sum() == parts["test"]["snapshots"]

@@ -17,8 +17,16 @@ from models.bands import (
     estimate_leads_per_week,
     fit_bands,
     score_1_99,
+    weekly_batches,
 )
-from models.settings import BandSet, BandSpec, InsufficientDataError, SettingsError
+from models.settings import (
+    BandSet,
+    BandSpec,
+    InputError,
+    InsufficientDataError,
+    SettingsError,
+    parse_band_set,
+)
 
 # Five probability levels, four leads each; conversions per level 1, 1, 2, 3, 4.
 P5 = np.repeat([0.1, 0.3, 0.5, 0.7, 0.9], 4)
@@ -246,3 +254,115 @@ def test_score_and_band_never_disagree(ps):
     for k, cut in enumerate(fitted.cutoffs, start=1):
         assert cut == round(cut, 2)  # on the whole-percent grid
         assert ((rank >= k) == (scores >= round(100 * cut))).all()
+
+
+# ---- weekly batches: capacity counts new entries per week ---------------------------------
+# Batches every 7 days from 2025-01-08. A (created 01-02) and B (01-07) are first scored in
+# batch 0 (cohort 0); C and D (created 01-15, the moment of batch 1) in batch 1 (cohort 1);
+# D is never open at a batch (it converted at once) but is part of the inflow. The creation
+# span is 01-02..01-15 = 14 days = 2 weeks, one cohort per week.
+T0 = pd.Timestamp("2025-01-08")
+WEEK = pd.Timedelta(days=7)
+HAND_LEADS = pd.DataFrame({
+    "lead_id": ["A", "B", "C", "D"],
+    "created_at": pd.to_datetime(["2025-01-02", "2025-01-07", "2025-01-15", "2025-01-15"]),
+})
+HAND_BATCHES = pd.DataFrame({
+    "lead_id": ["A", "B", "A", "B", "C", "A", "B", "C"],
+    "as_of": [T0, T0, T0 + WEEK, T0 + WEEK, T0 + WEEK, T0 + 2 * WEEK, T0 + 2 * WEEK,
+              T0 + 2 * WEEK],
+    "p": [0.5, 0.1, 0.1, 0.4, 0.6, 0.6, 0.1, 0.2],
+})
+
+
+def test_weekly_entries_on_a_hand_made_table():
+    w = weekly_batches(HAND_BATCHES, HAND_LEADS)
+    assert (w.n_batches, w.n_cohorts, w.n_leads) == (3, 2, 4)
+    assert w.inflow_per_week == pytest.approx(2.0)
+    # New entries into p >= 0.3 per (cohort, age): cohort 0 (A, B): age 0 A, age 1 B, age 2
+    # A again (it left in batch 1); cohort 1 (C, D): age 0 C, age 1 none, age 2 not seen
+    # yet -> its 2 leads x the age-2 rate of cohort 0 (1 of 2 leads) = 1.
+    # Week 0 = cohort 0 age 0 + cohort 1 age 1 + cohort 0 age 2 = 1 + 0 + 1;
+    # week 1 = cohort 1 age 0 + cohort 0 age 1 + cohort 1 age 2 = 1 + 1 + 1.
+    np.testing.assert_allclose(w.entries(0.3), [2.0, 3.0])
+    # A band with an upper end: 0.3 <= p < 0.55 takes only B (age 1) and A in batch 0
+    np.testing.assert_allclose(w.entries(0.3, 0.55), [1.0, 1.0])
+
+
+def test_a_lead_staying_in_the_band_enters_once_not_once_per_batch():
+    # Guard: one lead in the band in all 6 batches is 1 entry, whereas pooled batch rows
+    # would count it 6 times. Two leads 7 days apart: span 8 days.
+    leads = pd.DataFrame({"lead_id": ["A", "B"],
+                          "created_at": pd.to_datetime(["2025-01-01", "2025-01-08"])})
+    batches = pd.DataFrame({
+        "lead_id": ["A"] * 6 + ["B"] * 5,
+        "as_of": [T0 + i * WEEK for i in range(6)] + [T0 + i * WEEK for i in range(1, 6)],
+        "p": [0.9] * 6 + [0.1] * 5,
+    })
+    w = weekly_batches(batches, leads)
+    total = w.entries(0.5).sum() / w.per_week  # entries summed over the simulated weeks
+    assert total == pytest.approx(1.0)
+    assert (batches["p"] >= 0.5).sum() == 6
+
+
+def test_weekly_batches_refuse_off_grid_moments_and_unknown_leads():
+    bad = HAND_BATCHES.assign(as_of=HAND_BATCHES["as_of"].where(
+        HAND_BATCHES.index != 3, T0 + pd.Timedelta(days=8)))
+    with pytest.raises(InputError, match="7 days apart"):
+        weekly_batches(bad, HAND_LEADS)
+    with pytest.raises(InputError, match="missing from `leads`"):
+        weekly_batches(HAND_BATCHES, HAND_LEADS[HAND_LEADS["lead_id"] != "C"])
+
+
+def _weekly_capacity_fixture():
+    """20 cohorts of 10 leads, one per week; each lead is scored in 4 weekly batches with p
+    0.05 + 0.01 * its rank in the cohort (0..9), so p >= S / 100 is entered once by the
+    leads ranked S - 5 and up: 15 - S new entries per week (S = 6..14)."""
+    rows, leads = [], []
+    for c in range(20):
+        for r in range(10):
+            lid = f"L{c}_{r}"
+            leads.append((lid, T0 + c * WEEK - pd.Timedelta(hours=1)))
+            rows += [(lid, T0 + (c + a) * WEEK, 0.05 + 0.01 * r) for a in range(4)]
+    lead_frame = pd.DataFrame(leads, columns=["lead_id", "created_at"])
+    return (pd.DataFrame(rows, columns=["lead_id", "as_of", "p"]), lead_frame)
+
+
+def test_capacity_cutoff_matches_new_entries_per_week_not_pooled_rows():
+    batches, leads = _weekly_capacity_fixture()
+    w = weekly_batches(batches, leads)
+    p_cal = np.repeat(np.round(0.05 + 0.01 * np.arange(10), 2), 10)
+    y_cal = np.tile([1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 10)
+    bs = BandSet(name="lifecycle", policy="capacity",
+                 bands=(BandSpec("lead"), BandSpec("SQL", "capacity_per_week", 3)))
+    # creation span 19 weeks + 1 day: inflow 200 / (134 / 7) leads per week
+    fitted = fit_bands(p_cal, y_cal, bs, leads_per_week=w.inflow_per_week, weekly=w)
+    sql = fitted.bands[1]
+    # 3 new leads per week enter at S = 12 (ranks 7, 8, 9) -- scaled by 20 cohorts over the
+    # 134-day span
+    assert sql.min_propensity == 0.12
+    scale = 20 / (134 / 7)
+    assert sql.weekly_entries["mean"] == pytest.approx(3 * scale)
+    assert sql.weekly_entries["target"] == 3
+    assert fitted.weekly["leads"] == 200 and fitted.weekly["statistic"] == "mean"
+    # Guard: counting every batch row in the band instead (each lead sits there 4 weeks)
+    # puts 4 rows per rank in each batch and would pick S = 14 (4 rows), not S = 12.
+    assert w.entries(0.14).mean() == pytest.approx(1 * scale)
+    # an expected inflow twice the simulated one halves the simulated target: 1.5 -> S = 13
+    twice = BandSet(name="lifecycle", policy="capacity", leads_per_week=2 * w.inflow_per_week,
+                    bands=(BandSpec("lead"), BandSpec("SQL", "capacity_per_week", 3)))
+    halved = fit_bands(p_cal, y_cal, twice, weekly=w)
+    assert halved.bands[1].weekly_entries["target"] == pytest.approx(1.5)
+    assert halved.bands[1].min_propensity in (0.13, 0.14)
+    # the record survives JSON
+    again = FittedBands.from_dict(json.loads(json.dumps(fitted.to_dict())))
+    assert again.bands[1].weekly_entries == sql.weekly_entries
+    assert again.weekly == fitted.weekly
+
+
+def test_band_set_leads_per_week_is_checked():
+    spec = {"policy": "capacity", "leads_per_week": 300,
+            "bands": [{"name": "lead"}, {"name": "SQL", "capacity_per_week": 25}]}
+    assert parse_band_set("lifecycle", spec).leads_per_week == 300
+    with pytest.raises(SettingsError, match="leads_per_week` must be > 0"):
+        parse_band_set("lifecycle", {**spec, "leads_per_week": 0})

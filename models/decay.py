@@ -28,8 +28,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["DEFAULT_GRID", "DecayFit", "fit_group_decay", "grid_with", "implied_half_life"]
+from features.behaviour import group_decay_sums
+from features.settings import FeatureSettings
+
+__all__ = ["DEFAULT_GRID", "DecayFit", "fit_decays", "fit_group_decay", "grid_with",
+           "implied_half_life"]
 
 #: Half-lives tried, in days: log-spaced from 1 day to 2 years.
 DEFAULT_GRID: tuple[float, ...] = tuple(float(round(x, 2)) for x in np.geomspace(1, 730, 25))
@@ -183,3 +188,47 @@ def grid_with(configured: float | None, grid: Sequence[float] = DEFAULT_GRID) ->
     if configured is not None:
         out.add(float(configured))
     return sorted(out)
+
+
+_COUNT = 1e9  # a half-life so long that every event weighs 1: the all-time count
+#: Fewer training snapshots with the group's events than this: no half-life is fitted.
+MIN_WITH_EVENTS = 50
+
+
+def fit_decays(train: pd.DataFrame, validation: pd.DataFrame | None,
+               events: pd.DataFrame | None, settings: FeatureSettings, *,
+               grid: Sequence[float] = DEFAULT_GRID, n_boot: int = 40,
+               seed: int = 0) -> list[DecayFit]:
+    """A `DecayFit` per intent group of `settings.event_groups` with enough events.
+
+    `train` / `validation`: spines with `lead_id`, `as_of`, `label` (training and
+    calibration splits; never the test split). The configured `decay_half_life_days`
+    joins the grid so validation can compare it with the learned one.
+    """
+    if events is None or not len(events) or not settings.event_groups:
+        return []
+    conf = float(settings.decay_half_life_days)
+    hs = grid_with(conf, grid)
+
+    def sums(spine: pd.DataFrame) -> dict[float, pd.DataFrame]:
+        return group_decay_sums(spine[["lead_id", "as_of"]], events, settings, [*hs, _COUNT])
+
+    tr = sums(train)
+    va = sums(validation) if validation is not None and len(validation) else None
+    y = train["label"].to_numpy(dtype=np.float64)
+    if y.min(initial=1) == y.max(initial=0):
+        return []
+    out = []
+    for g in settings.event_groups:
+        col = f"decay_{g}"
+        count = tr[_COUNT][col].to_numpy()
+        if int((count > 0).sum()) < MIN_WITH_EVENTS:
+            continue
+        val = None
+        if va is not None:
+            val = ({h: va[h][col].to_numpy() for h in hs}, va[_COUNT][col].to_numpy(),
+                   validation["label"].to_numpy(dtype=np.float64))
+        out.append(fit_group_decay(g, {h: tr[h][col].to_numpy() for h in hs}, count, y,
+                                   train["lead_id"].to_numpy(), validation=val,
+                                   configured_half_life_days=conf, n_boot=n_boot, seed=seed))
+    return out

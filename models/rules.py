@@ -1154,6 +1154,25 @@ def comparison_table(learned: LearnedPoints) -> pd.DataFrame:
 # --------------------------------------------------------------------------- suggested rules
 
 
+def with_half_lives(ruleset: RuleSet, half_lives: Mapping[str, float],
+                    groups: Mapping[str, Sequence[str]]) -> tuple[RuleSet, list[str]]:
+    """The rule set with every window-less event rule whose event types all belong to one
+    group of `half_lives` (group -> learned half-life in days) made to fade at that
+    half-life; (new rule set, the names of the rules changed). Points are unchanged: they
+    were learned on counts that do not fade, so relearn them with the new file."""
+    type_group = {t: g for g, types in groups.items() for t in types}
+    rules, changed = [], []
+    for r in ruleset.rules:
+        gs = {type_group.get(t) for t in r.events} if isinstance(r, EventRule) else set()
+        if (isinstance(r, EventRule) and r.window_days is None and r.half_life_days is None
+                and len(gs) == 1 and (g := next(iter(gs))) in half_lives):
+            rules.append(replace(r, half_life_days=float(round(half_lives[g], 1))))
+            changed.append(r.name)
+        else:
+            rules.append(r)
+    return RuleSet(rules=tuple(rules), bands=ruleset.bands), changed
+
+
 def _round(points: np.ndarray, step: float) -> np.ndarray:
     out = np.round(points / step) * step
     return out + 0.0  # no negative zeros

@@ -20,16 +20,22 @@ their absolute total (lead age and unknown features are `other`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from models.metrics import wilson_interval
 
-__all__ = ["DEFAULT_SHARES", "FIT", "ENGAGEMENT", "cut_grades", "grade", "grid_table",
-           "log_odds_shares", "monotone_breaks", "side_of", "subscore_columns"]
+__all__ = ["DEFAULT_SHARES", "ENGAGEMENT", "FIT", "SCORED_COLUMNS", "SubScore", "cut_grades",
+           "fit_subscores", "grade", "grid_table", "log_odds_shares", "monotone_breaks", "side_of",
+           "grid_report", "subscore_columns", "subscore_frame"]
 
 FIT, ENGAGEMENT = "fit", "engagement"
+#: The columns `subscore_frame` adds to a scored table, in order.
+SCORED_COLUMNS = ("fit_propensity", "fit_grade", "engagement_propensity", "engagement_level",
+                  "grid", "fit_share", "engagement_share")
 FIT_GRADES = ("A", "B", "C", "D")
 ENGAGEMENT_LEVELS = ("1", "2", "3", "4")
 #: Shares of calibration leads in each grade from the top (the last grade takes the rest).
@@ -126,3 +132,68 @@ def log_odds_shares(contributions: pd.DataFrame, groups: Mapping[str, str]) -> p
     with np.errstate(invalid="ignore", divide="ignore"):
         return pd.DataFrame({f"{k}_share": np.where(total > 0, v / total, np.nan)
                              for k, v in sums.items()}, index=contributions.index)
+
+
+@dataclass
+class SubScore:
+    """A fitted sub-score: LightGBM on one side's features, its calibrator, grade cutoffs."""
+
+    model: Any
+    calibrator: Any
+    features: list[str]
+    cuts: list[float]
+    labels: tuple[str, ...]
+
+    def propensity(self, X: pd.DataFrame) -> np.ndarray:
+        """Calibrated probability from a bundle's `matrix` (model columns and levels)."""
+        return self.calibrator.predict(self.model.predict_proba(X[self.features])[:, 1])
+
+
+def fit_subscores(submodels: Mapping[str, tuple[Any, list[str]]],
+                  calibrators: Mapping[str, Any], p_cal: Mapping[str, np.ndarray],
+                  shares: Sequence[float] = DEFAULT_SHARES) -> dict[str, SubScore]:
+    """SubScores from `train_all`'s `submodels`/`calibrators` and each side's calibrated
+    probabilities on the calibration split (for the grade cutoffs)."""
+    labels = {FIT: FIT_GRADES, ENGAGEMENT: ENGAGEMENT_LEVELS}
+    return {name: SubScore(model, calibrators[name], list(cols),
+                           cut_grades(p_cal[name], shares), labels[name])
+            for name, (model, cols) in submodels.items() if name in labels}
+
+
+def subscore_frame(subscores: Mapping[str, SubScore], X: pd.DataFrame,
+                   contributions: pd.DataFrame | None = None,
+                   groups: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """`fit_propensity`, `fit_grade`, `engagement_propensity`, `engagement_level`, `grid`
+    (e.g. "B2") for the sides present, and, with the full model's `contributions`,
+    `fit_share` / `engagement_share` of its log-odds."""
+    out = pd.DataFrame(index=X.index)
+    for name in (FIT, ENGAGEMENT):
+        sub = subscores.get(name)
+        if sub is None:
+            continue
+        p = sub.propensity(X)
+        out[f"{name}_propensity"] = p
+        out[f"{name}_{'grade' if name == FIT else 'level'}"] = grade(p, sub.cuts, sub.labels)
+    if "fit_grade" in out and "engagement_level" in out:
+        out["grid"] = out["fit_grade"].astype(str) + out["engagement_level"].astype(str)
+    if contributions is not None and groups is not None:
+        shares = log_odds_shares(contributions, groups)
+        out["fit_share"] = shares["fit_share"].to_numpy()
+        out["engagement_share"] = shares["engagement_share"].to_numpy()
+    return out
+
+
+def grid_report(subscores: Mapping[str, SubScore], rows: pd.DataFrame,
+                ece: Mapping[str, float | None] | None = None) -> dict[str, Any] | None:
+    """The fit x engagement grid on `rows` (columns `p_fit`, `p_engagement`, `label`: the
+    test split's snapshots): cells with conversion and interval, monotonicity breaks, and
+    each sub-score's calibration error when given. None without both sub-scores."""
+    if not {FIT, ENGAGEMENT} <= set(subscores) or not {"p_fit", "p_engagement"} <= set(rows):
+        return None
+    fit = grade(rows["p_fit"].to_numpy(), subscores[FIT].cuts, subscores[FIT].labels)
+    eng = grade(rows["p_engagement"].to_numpy(), subscores[ENGAGEMENT].cuts,
+                subscores[ENGAGEMENT].labels)
+    table = grid_table(fit, eng, rows["label"].to_numpy())
+    return {"rows": int(len(rows)), "cells": table.to_dict(orient="records"),
+            "breaks": monotone_breaks(table), "ece": dict(ece or {}),
+            "cuts": {n: list(s.cuts) for n, s in subscores.items()}}

@@ -34,6 +34,7 @@ from models.settings import (
     TrainSettings,
 )
 from models.split import split_leads, validation_slice
+from models.subscores import fit_subscores
 from models.tuning import refit_rounds, settings_dict, tune_lightgbm
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,8 @@ def train_all(
                   "lightgbm": settings_dict(tuned.params), "served": choice["served"]},
         linear=linear if w < 1 else None,
         blend_weight=float(w),
+        subscores=fit_subscores(submodels, calibrators,
+                                {n: calibrated[n][is_cal] for n in submodels}),
     )
     keep = [c for c in ("lead_id", "as_of", "created_at", "age_days") if c in frame.columns]
     predictions = frame.loc[:, keep].copy()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +17,7 @@ from models.subscores import (
     log_odds_shares,
     monotone_breaks,
     subscore_columns,
+    subscore_frame,
 )
 from models.training import train_all
 
@@ -106,3 +109,19 @@ def test_train_all_fits_calibrated_sub_scores_that_do_not_serve() -> None:
     assert served > max(evaluate_scores(test["label"], test[f"p_{s}"])["roc_auc"]
                         for s in ("fit", "engagement"))
     assert list(result.bundle.features) == FEATURES    # the full model still serves
+
+    # the bundle carries them for scoring: grades from calibration shares, shares of log-odds
+    bundle = result.bundle
+    assert set(bundle.subscores) == {"fit", "engagement"}
+    rows = frame.iloc[:400][FEATURES]
+    got = subscore_frame(bundle.subscores, bundle.matrix(rows), bundle.contributions(rows),
+                         GROUPS)
+    assert np.allclose(got["fit_propensity"],
+                       pred["p_fit"].iloc[:400].to_numpy())
+    assert set(got["fit_grade"]) <= set("ABCD") and set(got["engagement_level"]) <= set("1234")
+    assert (got["grid"] == got["fit_grade"] + got["engagement_level"]).all()
+    share = got["fit_share"] + got["engagement_share"]
+    assert ((share > 0) & (share <= 1 + 1e-12)).all()
+    again = pickle.loads(pickle.dumps(bundle))
+    assert np.array_equal(again.subscores["fit"].propensity(bundle.matrix(rows)),
+                          got["fit_propensity"].to_numpy())

@@ -279,3 +279,22 @@ def robust_max(moments: pd.Series) -> pd.Timestamp:
     limit = top + max(TAIL_MIN_GAP.value // 1000, TAIL_GAP_FACTOR * typical)
     kept = values[values <= limit]
     return pd.Timestamp(int(kept[-1]), unit="us")
+
+
+def outcome_labels(spine: pd.DataFrame, leads: pd.DataFrame, horizon_days: float) -> np.ndarray:
+    """1 where the spine row's lead converted after its `as_of` and within `horizon_days`
+    (the training label's definition), else 0; int8, aligned with `spine`. A lead missing
+    from `leads` or without a conversion date is 0."""
+    _require(spine, ("lead_id", "as_of"), "spine")
+    _require(leads, ("lead_id",), "leads")
+    _, conv_at, _ = _outcome(leads)
+    by_lead = pd.Series(conv_at.to_numpy(), index=leads["lead_id"].astype(str).to_numpy())
+    by_lead = by_lead[~by_lead.index.duplicated()]
+    conv = pd.to_datetime(by_lead.reindex(spine["lead_id"].astype(str).to_numpy()).to_numpy())
+    at = as_datetime_us(spine["as_of"]).to_numpy()
+    horizon = np.timedelta64(int(round(float(horizon_days) * 86_400_000_000)), "us")
+    conv = conv.to_numpy(dtype="datetime64[us]")
+    ok = ~np.isnat(conv) & ~np.isnat(at)
+    out = np.zeros(len(spine), dtype=np.int8)
+    out[ok] = ((conv[ok] > at[ok]) & (conv[ok] <= at[ok] + horizon)).astype(np.int8)
+    return out

@@ -14,11 +14,16 @@ orders (the expected value of calling without a score), with its 5th-95th percen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["capacity_backtest"]
+from features.snapshots import outcome_labels
+from models.rules import RuleSet, score_rules
+from models.weekly import simulate_batches
+
+__all__ = ["capacity_backtest", "capacity_grid", "decision_batches"]
 
 RANDOM = "random"
 
@@ -82,3 +87,32 @@ def capacity_backtest(batches: pd.DataFrame, scorers: Sequence[str],
     out.attrs["converted_leads"] = total
     out.attrs["weeks"] = int(np.unique(week).size)
     return out
+
+
+def decision_batches(bundle: Any, leads: pd.DataFrame, events: pd.DataFrame, fs: Any,
+                     lead_ids: Any, start: pd.Timestamp, end: pd.Timestamp,
+                     cadence_days: float, horizon_days: float,
+                     ruleset: RuleSet | None = None) -> pd.DataFrame:
+    """Weekly batches of `lead_ids` from `start` to `end` (the caller keeps `end` at least
+    `horizon_days` before the data's end, so every outcome is known), scored as `score`
+    would: columns `lead_id`, `as_of`, `converted` (within the horizon after as_of),
+    `model` (calibrated p) and, with a rule set, `manual_rules` (its point total)."""
+    sim = simulate_batches(bundle, leads, events, fs, lead_ids, end, cadence_days,
+                           start=start)
+    out = sim.rename(columns={"p": "model"})
+    out["converted"] = outcome_labels(out, leads, horizon_days)
+    if ruleset is not None and len(out):
+        spine = out[["lead_id", "as_of"]]
+        out["manual_rules"] = score_rules(spine, leads, events, None, ruleset)[
+            "total"].to_numpy(dtype=float)
+    return out
+
+
+def capacity_grid(batches: pd.DataFrame, extra: Sequence[int] = (), points: int = 12
+                  ) -> list[int]:
+    """Calls per week to try: log-spaced from 1 to the median open leads per batch, plus
+    `extra` (e.g. the configured capacity bands)."""
+    per_week = batches.groupby("as_of").size()
+    top = max(int(per_week.median()) if len(per_week) else 1, 1)
+    grid = {int(round(x)) for x in np.geomspace(1, top, points)} | {int(c) for c in extra}
+    return sorted(c for c in grid if c >= 1)

@@ -22,10 +22,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["DEFAULT_KEY", "assign_holdout", "holdout_draws"]
+__all__ = ["DEFAULT_KEY", "HoldoutSpec", "assign_holdout", "holdout_draws"]
 
 DEFAULT_KEY = "leadprop-holdout-v1"
 _SEP = "\x1f"
@@ -52,3 +53,15 @@ def assign_holdout(lead_ids: Iterable[object], share: float, *, key: str = DEFAU
         raise ValueError(f"the holdout share must be in [0, 1); got {share!r}")
     draws = holdout_draws(lead_ids, key=key, source=source)
     return draws < share
+
+
+@dataclass(frozen=True)
+class HoldoutSpec:
+    """Who is held out: `share` of the leads of `source`, drawn with `key`."""
+
+    share: float
+    key: str = DEFAULT_KEY
+    source: str = ""
+
+    def assign(self, lead_ids: Iterable[object]) -> np.ndarray:
+        return assign_holdout(lead_ids, self.share, key=self.key, source=self.source)

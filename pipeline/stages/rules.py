@@ -6,7 +6,8 @@ meta.json}` and `data/models/` (`predictions.parquet` for the split and the mode
 `paths.reports`:
 
 - `rules_comparison.csv`: rule, manual_points, learned_points, ci_low, ci_high, support,
-  lift, verdict (`models.rules.comparison_table`; points learned on the training split);
+  lift, verdict (`models.rules.comparison_table`; points learned on the training split),
+  why (one sentence per verdict, `pipeline.rules_report.explain_verdicts`);
 - `rules.learned.yaml`: the suggested rule set (learned, rounded points; thresholds that hit
   the model's band targets on the calibration split), loadable with `load_rules`;
 - `rules_headline.json` (DVC metrics: ROC AUC per scorer, verdict counts) and
@@ -23,7 +24,7 @@ and logs all of it to the MLflow training run (metrics `rules.<scorer>.<metric>`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,12 @@ import numpy as np
 import pandas as pd
 
 from features.settings import FeatureSettings
+from models.backtest import capacity_backtest, capacity_grid, decision_batches
 from models.bundle import ScoringBundle
+from models.decay import fit_decays, implied_half_life
 from models.rules import (
     VERDICTS,
+    DecayRule,
     LearnedPoints,
     LearnSettings,
     RuleSet,
@@ -43,13 +47,16 @@ from models.rules import (
     learn_points,
     learned_ruleset,
     rule_features,
+    ruleset_to_dict,
+    with_half_lives,
 )
 from models.settings import BandSet, CalibrationSettings, InsufficientDataError, ModelError
 from pipeline import rules_report as report
 from pipeline import tracking
+from pipeline.console import num, progress, summary_table
 from pipeline.errors import ConfigError, DataError, LeadpropError
 from pipeline.io import read_json, write_json, write_with
-from pipeline.rules_config import dump_rules
+from pipeline.rules_config import dump_rules, flow_rule
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +177,7 @@ def run(
     calibration: CalibrationSettings | None = None,
     groups: Mapping[str, str] | None = None,
     feature_settings: FeatureSettings | None = None,
+    data_end: pd.Timestamp | None = None,
 ) -> RulesResult:
     """Everything the stage writes, computed in memory (no IO).
 
@@ -190,12 +198,17 @@ def run(
     if not test.any():
         raise DataError("rules: the predictions have no test snapshots; rerun `leadprop train`")
     try:
-        learned = learn_points(rule_x[train], y[train], ruleset, settings)
+        with progress(f"rules: learning points, {settings.n_bootstrap} lead-bootstrap refits "
+                      f"on {int(train.sum()):,} training snapshots"):
+            learned = learn_points(rule_x[train], y[train], ruleset, settings)
         suggested = suggest(ruleset, learned, rule_x[cal], y[cal], bands, calibration,
                             _leads_per_week(bundle), settings)
     except ModelError as err:
         raise LeadpropError(f"rules: {err}") from err
     comparison = comparison_table(learned)
+    comparison = comparison.assign(why=report.explain_verdicts(
+        comparison, overlaps=report.rule_overlaps(rule_x[train], ruleset.names),
+        ruleset=ruleset, pdo=learned.pdo, settings=settings))
 
     X_test = rule_x.loc[test, ruleset.names].to_numpy(dtype=float)
     y_test = y[test]
@@ -226,21 +239,119 @@ def run(
     rule_map = report.rule_feature_map(ruleset, bundle.features, groups, feature_settings)
     weights = report.weights_table(contributions, groups, rule_map, comparison, rule_log_odds)
 
-    plots = report.render_plots(comparison, performance, weights)
-    summary = report.render_summary(comparison, performance, ruleset=ruleset,
-                                    learning=learned.summary(), weights=weights,
-                                    plots=list(plots), plots_dir=PLOTS_DIR)
+    fs_all = feature_settings or FeatureSettings()
+    with progress("rules: half-life per intent group (training split, lead bootstrap)"):
+        decays = fit_decays(_labelled(features, train, y), _labelled(features, cal, y), events,
+                            fs_all)
+    fading = {d.group: d.half_life_days for d in decays
+              if d.helps and d.ci_high <= INFORMATIVE_CI_RATIO * d.ci_low}
+    faded_ruleset, faded = with_half_lives(suggested, fading, fs_all.event_groups)
+    performance["decay"] = {
+        "groups": [d.as_dict() for d in decays],
+        "manual_inactivity": manual_inactivity_half_lives(ruleset, rule_x.loc[train]),
+        "faded_rules": faded,
+    }
+    backtest = None
+    if data_end is not None and "created_at" in leads.columns:
+        with progress("rules: decision backtest (weekly calls on the test period)"):
+            backtest = decision_backtest(features.loc[test, "lead_id"].unique(), leads, events,
+                                         ruleset, bundle, feature_settings, bands, data_end)
+        if backtest is not None:
+            performance["decision_backtest"] = {
+                "weeks": backtest.attrs["weeks"],
+                "converted_leads": backtest.attrs["converted_leads"],
+                "rows": backtest.to_dict(orient="records")}
+    with progress("rules: plots and rules_summary.md"):
+        plots = report.render_plots(comparison, performance, weights)
+        summary = report.render_summary(comparison, performance, ruleset=ruleset,
+                                        learning=learned.summary(), weights=weights,
+                                        plots=list(plots), plots_dir=PLOTS_DIR)
+    if backtest is not None:
+        summary += report.backtest_section(backtest, PLOTS_DIR)
+    summary += report.decay_section(performance["decay"], PLOTS_DIR)
     header = ("Suggested rule set, learned by `leadprop rules` from the manual rules in "
               "rules.yaml.\nPoints: what the data gives each rule (rounded); band thresholds "
               "hit the model's band targets.\nReview before use; see rules_summary.md.")
+
     metrics = report.flat_metrics(performance)
     metrics["rules.learned.pdo"] = float(learned.pdo)
     metrics.update({f"rules.verdicts.{v.replace(' ', '_')}": float(n)
                     for v, n in performance["verdicts"].items()})
     return RulesResult(learned=learned, comparison=comparison, learned_ruleset=suggested,
-                       learned_yaml=dump_rules(suggested, learned, header),
+                       learned_yaml=dump_rules(suggested, learned, header)
+                       + fading_block(faded_ruleset, faded),
                        performance=performance, weights=weights, plots=plots, summary=summary,
                        metrics=metrics)
+
+
+#: A learned half-life is suggested for the rules only when its interval is this narrow
+#: (upper bound at most this many times the lower bound).
+INFORMATIVE_CI_RATIO = 4.0
+
+
+def fading_block(faded: RuleSet, names: Sequence[str]) -> str:
+    """Commented rules.yaml lines that make `names` fade at their group's learned half-life
+    (to uncomment, then rerun `leadprop rules` on the file so their points are relearned:
+    the points above were learned on counts that do not fade)."""
+    if not names:
+        return ""
+    by_name = {r["name"]: r for r in ruleset_to_dict(faded)["rules"]}
+    lines = ["", "# Suggested decay, learned per intent group on the training split (see",
+             "# rules_summary.md). To use it, replace the rules of the same name above with",
+             "# these lines and rerun `leadprop rules` with this file as `rules.file`, so the",
+             "# points are relearned on counts that fade:"]
+    lines += [f"#   - {flow_rule(by_name[n])}" for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def _labelled(features: pd.DataFrame, rows: np.ndarray, y: np.ndarray) -> pd.DataFrame:
+    return features.loc[rows, ["lead_id", "as_of"]].assign(label=y[rows])
+
+
+def manual_inactivity_half_lives(ruleset: RuleSet,
+                                 rule_x_train: pd.DataFrame) -> list[dict[str, Any]]:
+    """What each manual inactivity (decay) rule implies as a half-life: the share of a
+    typical active lead's manual points (the median total of training snapshots with a
+    positive total) its first step takes away after `after_days`."""
+    out = []
+    totals = rule_x_train[ruleset.names].to_numpy(dtype=float) @ ruleset.points
+    typical = float(np.median(totals[totals > 0])) if (totals > 0).any() else float("nan")
+    for r in ruleset.rules:
+        if not isinstance(r, DecayRule) or r.points >= 0:
+            continue
+        share = -float(r.points) / typical if typical > 0 else float("nan")
+        implied = (implied_half_life(share, r.after_days) if 0 < share < 1 else None)
+        out.append({"rule": r.name, "points": float(r.points), "after_days": r.after_days,
+                    "per_days": r.per_days, "typical_points": typical,
+                    "implied_half_life_days": implied})
+    return out
+
+
+def decision_backtest(test_leads: Any, leads: pd.DataFrame, events: pd.DataFrame | None,
+                      ruleset: RuleSet, bundle: ScoringBundle, fs: FeatureSettings | None,
+                      bands: Mapping[str, BandSet], data_end: pd.Timestamp,
+                      cadence_days: float = 7.0) -> pd.DataFrame | None:
+    """Conversions reached with N calls a week on the test period, by the served model, the
+    manual rules and at random (models.backtest); None when no week's outcome is known yet.
+    Weekly batches run from the first test lead's creation to `data_end` minus the horizon,
+    so every call's outcome window is over."""
+    pool = leads[leads["lead_id"].astype(str).isin(pd.Index(test_leads).astype(str))]
+    if pool.empty:
+        return None
+    start = pd.Timestamp(pool["created_at"].min()).normalize() + pd.Timedelta(days=1)
+    end = pd.Timestamp(data_end) - pd.Timedelta(days=float(bundle.horizon_days))
+    if end < start:
+        return None
+    batches = decision_batches(bundle, leads, events if events is not None else
+                               pd.DataFrame(columns=["lead_id", "timestamp", "event_type"]),
+                               fs or FeatureSettings(), pool["lead_id"], start, end,
+                               cadence_days, bundle.horizon_days, ruleset)
+    if batches.empty:
+        return None
+    extra = [int(b.target) for bs in bands.values() for b in bs.bands
+             if b.target_kind == "capacity_per_week" and b.target]
+    return capacity_backtest(batches.rename(columns={"model": "served_model"}),
+                             ["served_model", "manual_rules"], capacity_grid(batches, extra))
 
 
 def write_outputs(result: RulesResult, reports: Path) -> dict[str, Path]:
@@ -273,7 +384,7 @@ def write_skipped(reports: Path, reason: str) -> dict:
     summary saying why (DVC still finds every declared output)."""
     log.warning("rules stage skipped: %s", reason)
     reports = Path(reports)
-    columns = "rule,manual_points,learned_points,ci_low,ci_high,support,lift,verdict\n"
+    columns = "rule,manual_points,learned_points,ci_low,ci_high,support,lift,verdict,why\n"
     write_with(reports / COMPARISON_FILE, lambda tmp: tmp.write_text(columns, encoding="utf-8"))
     write_with(reports / LEARNED_FILE,
                lambda tmp: tmp.write_text(f"# skipped: {reason}\nrules: []\n", encoding="utf-8"))
@@ -294,7 +405,7 @@ def log_to_mlflow(result: RulesResult, paths: Mapping[str, Path], run_id: str) -
     """Metrics and artifacts (under `rules/`) on the training run."""
     tracking.configure()
     ml = tracking.mlflow()
-    with ml.start_run(run_id=run_id):
+    with tracking.start_run(run_id=run_id):
         ml.log_metrics(result.metrics)
         for key in ("comparison", "learned", "performance", "weights", "summary"):
             ml.log_artifact(str(paths[key]), "rules")
@@ -336,7 +447,8 @@ def from_params(params: Any) -> dict:
                              f"({left_out[0] if left_out else 'empty'}); write rules for this "
                              "export and name the file in `rules.file`")
     result = run(features, predictions, leads, events, ruleset, bundle, settings, params.bands,
-                 params.calibration, groups=meta.get("groups"), feature_settings=fs)
+                 params.calibration, groups=meta.get("groups"), feature_settings=fs,
+                 data_end=pd.Timestamp(meta["data_end"]) if meta.get("data_end") else None)
     paths = write_outputs(result, Path(params.paths.reports))
     run_path = mdir / "run.json"
     if run_path.exists():
@@ -350,5 +462,35 @@ def from_params(params: Any) -> dict:
         "verdicts": {v: n for v, n in result.performance["verdicts"].items() if n},
         "most_wrong": [f"{r.rule}: {r.manual_points:+g} -> {r.learned_points:+.1f} ({r.verdict})"
                        for r in worst.itertuples(index=False)],
+        "most_wrong_why": [{"rule": r.rule, "points": f"{r.manual_points:+g} -> "
+                            f"{r.learned_points:+.1f} ({r.verdict})", "why": r.why}
+                           for r in worst.itertuples(index=False)],
+        "test_snapshots": result.performance["n"],
+        "test_leads": result.performance["learning"]["n_test_leads"],
         "summary": str(paths["summary"]),
     }
+
+
+def render(result: dict) -> Any:
+    """The CLI summary: ROC AUC per scorer on the test split, the verdict counts and the
+    most wrong rules with why."""
+    from rich.console import Group
+
+    if "skipped" in result:
+        return summary_table("rules: skipped", [("why", str(result["skipped"]))])
+    rows: list[tuple] = [("## ROC AUC on the test split",)]
+    rows += [(report.LABELS.get(s, s), num(auc)) for s, auc in result["roc_auc"].items()]
+    rows.append(("## verdicts (rules)",))
+    rows += [(v, n) for v, n in result["verdicts"].items()]
+    rows.append(("summary", result["summary"]))
+    parts: list[Any] = [summary_table(
+        f"rules: manual points vs the data ({num(result.get('test_leads'))} test leads, "
+        f"{num(result.get('test_snapshots'))} snapshots)", rows)]
+    worst = result.get("most_wrong_why") or []
+    if worst:
+        parts.append(summary_table(
+            "rules: most wrong (all verdicts with why: the summary)",
+            [(w["rule"], w["points"], w["why"]) for w in worst],
+            headers=("rule", "manual -> learned points (verdict)", "why"),
+            text_columns=("why",)))
+    return Group(*parts)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.backtest import capacity_backtest
+from models.backtest import capacity_backtest, capacity_grid
 
 
 def batches() -> pd.DataFrame:
@@ -54,3 +54,24 @@ def test_bad_input() -> None:
         capacity_backtest(batches(), ["missing"], [1])
     with pytest.raises(ValueError, match=">= 1"):
         capacity_backtest(batches(), ["good"], [0])
+
+
+def test_outcome_labels_follow_the_training_label() -> None:
+    from features.snapshots import outcome_labels
+
+    leads = pd.DataFrame({"lead_id": ["a", "b", "c", "d"], "converted": [1, 1, 0, 1],
+                          "converted_at": pd.to_datetime(["2025-01-10", "2025-03-01", None,
+                                                          None])})
+    spine = pd.DataFrame({"lead_id": ["a", "a", "b", "c", "d", "x"],
+                          "as_of": pd.to_datetime(["2025-01-01", "2025-01-10", "2025-01-01",
+                                                   "2025-01-01", "2025-01-01",
+                                                   "2025-01-01"])})
+    # a: converts 9 days later (in), at as_of itself (out: not after); b: 59 days (out of 30)
+    got = outcome_labels(spine, leads, horizon_days=30)
+    assert got.tolist() == [1, 0, 0, 0, 0, 0]
+    assert outcome_labels(spine, leads, horizon_days=60).tolist() == [1, 0, 1, 0, 0, 0]
+
+
+def test_capacity_grid_spans_one_to_the_weekly_volume() -> None:
+    grid = capacity_grid(batches(), extra=(25,))
+    assert grid[0] == 1 and 25 in grid and grid == sorted(set(grid))

@@ -137,7 +137,7 @@ def world() -> dict:
     ruleset = parse_ruleset(RULES)
     result = stage.run(frame, trained.predictions, leads, events, ruleset, trained.bundle,
                        stage.learn_settings(params), params.bands, params.calibration,
-                       groups=groups, feature_settings=fs)
+                       groups=groups, feature_settings=fs, data_end=data_end(leads, events))
     test = (trained.predictions["split"] == "test").to_numpy()
     return {"params": params, "leads": leads, "events": events, "frame": frame, "fs": fs,
             "groups": groups, "trained": trained, "ruleset": ruleset, "result": result,
@@ -155,7 +155,7 @@ def written(world, tmp_path_factory) -> dict[str, Path]:
 def test_comparison_csv_has_exactly_the_columns_and_allowed_verdicts(world, written):
     table = pd.read_csv(written["comparison"])
     assert list(table.columns) == ["rule", "manual_points", "learned_points", "ci_low",
-                                   "ci_high", "support", "lift", "verdict"]
+                                   "ci_high", "support", "lift", "verdict", "why"]
     assert table["rule"].tolist() == world["ruleset"].names
     assert set(table["verdict"]) <= set(VERDICTS)
     assert table["manual_points"].tolist() == [1, 10, 5, 30, 10, -10, -5]
@@ -291,7 +291,8 @@ def test_weights_table_groups_then_features_with_the_rules_beside(world, written
 
 def test_plots_are_deterministic_png_bytes_and_written(world, written):
     plots = world["result"].plots
-    assert set(plots) == {report.PLOT_POINTS, report.PLOT_WEIGHTS,
+    assert set(plots) == {report.PLOT_POINTS, report.PLOT_WEIGHTS, report.PLOT_BACKTEST,
+                          report.PLOT_DECAY,
                           "conversion_by_band_temperature.png",
                           "conversion_by_band_lifecycle.png"}
     for name, png in plots.items():
@@ -435,3 +436,134 @@ def test_from_params_writes_the_reports_and_logs_to_the_training_run(world, tmp_
             "rules/rules_plots"} <= artifacts
     plots = {a.path for a in ml.MlflowClient().list_artifacts(run_id, "rules/rules_plots")}
     assert "rules/rules_plots/points_manual_vs_learned.png" in plots
+
+
+# ----------------------------------------------------------------------------- why
+
+
+def test_every_verdict_has_its_one_sentence_why(world, written):
+    table = pd.read_csv(written["comparison"])
+    assert table["why"].notna().all()
+    for row in table.to_dict("records"):
+        why = row["why"]
+        assert why.endswith(".") and why.count(". ") == 0, why  # one sentence
+        assert len(why) > 40, why
+    wrong = table.set_index("rule").loc["newsletter signup"]
+    assert wrong["verdict"] == "wrong sign"
+    assert "opposite of the manual +10 points per event" in wrong["why"]
+    summary = world["result"].summary
+    assert "| verdict | why |" in summary
+    for why in table["why"]:
+        assert why in summary
+
+
+def row(verdict, manual, learned, lo, hi, support=0.3, lift=1.5, rule="r"):
+    return {"rule": rule, "manual_points": manual, "learned_points": learned, "ci_low": lo,
+            "ci_high": hi, "support": support, "lift": lift, "verdict": verdict}
+
+
+@pytest.mark.parametrize(("r", "overlaps", "expected"), [
+    # a sign flip from overlap: alone it goes the manual way, next to its twin it does not
+    (row("wrong sign", 1, -2.0, -3.0, -1.0, lift=1.9), [("blog read", 0.62)],
+     "On its own it goes the manual way (the leads it fires for convert 1.90 times as often "
+     "as the rest), but it fires on the same leads as blog read (r = +0.62): once they are "
+     "counted it lowers the odds"),
+    (row("wrong sign", 1, -2.0, -3.0, -1.0, lift=1.9), [],
+     "next to all the other rules it lowers the odds"),
+    (row("wrong sign", 3, -4.0, -6.0, -2.0, lift=0.8), [],
+     "Even on its own the leads it fires for convert 0.80 times as often as the rest"),
+    (row("overweighted", 20, 8.0, 5.0, 11.0, lift=2.6), [("pricing view", 0.55)],
+     "It fires on the same leads as pricing view (r = +0.55), which share its credit"),
+    (row("overweighted", 1, -0.8, -1.8, 0.1, lift=1.48), [("blog read", 0.74),
+                                                          ("pricing view", 0.71)],
+     "It fires on the same leads as blog read (r = +0.74) and pricing view (r = +0.71), "
+     "which share its credit: next to them it is worth −0.8 points per event, not the manual "
+     "+1"),
+    (row("overweighted", 20, 8.0, 5.0, 11.0, support=0.02), [],
+     "It fires on only 2.0 % of the training snapshots, so the fit's shrinkage (`rules.C`) "
+     "pulls its points toward 0"),
+    (row("no evidence", 5, 1.0, -1.0, 3.0, support=0.004), [],
+     "It fires on only 0.4 % of the training snapshots (below `rules.min_support` 1.0 %)"),
+    (row("no evidence", 5, 2.0, -9.0, 13.0), [], "spans zero and is more than 2 times"),
+    (row("no evidence", 5, np.nan, np.nan, np.nan), [], "fires on all or none"),
+    (row("about right", 5, 5.5, 2.0, 8.0), [], "lie inside the data's 95 % interval"),
+    (row("underweighted", 5, 15.0, 10.0, 20.0, lift=3.0), [], "more than the manual +5"),
+])
+def test_explain_verdict_names_the_reason(r, overlaps, expected):
+    why = report.explain_verdict(r, overlaps=overlaps, unit="per event")
+    assert expected in why, why
+    assert why.endswith(".")
+
+
+def test_large_learned_points_are_translated_into_odds():
+    r = row("underweighted", -5, -100.0, -130.0, -70.0, support=0.6, lift=0.1,
+            rule="inactivity")
+    why = report.explain_verdict(r, unit="per 30 days of silence", pdo=20.0)
+    assert "a harsher penalty than the manual −5" in why
+    assert "−100 points per 30 days of silence means the odds halve about 5.0 times" in why
+    assert "halve" not in report.explain_verdict(r, unit="per 30 days of silence", pdo=200.0)
+
+
+def test_rule_overlaps_finds_rules_firing_on_the_same_leads():
+    rng = np.random.default_rng(0)
+    a = rng.poisson(2, 500).astype(float)
+    x = pd.DataFrame({"a": a, "a twin": a + rng.poisson(0.3, 500), "noise": rng.random(500),
+                      "never": np.zeros(500)})
+    out = report.rule_overlaps(x, list(x.columns))
+    assert [n for n, _ in out["a"]] == ["a twin"] and out["a"][0][1] > 0.8
+    assert out["noise"] == [] and out["never"] == []
+    assert report.rule_overlaps(x, list(x.columns), min_corr=0.99)["a"] == []
+
+
+def test_render_is_a_table_with_rounded_numbers():
+    from rich.console import Console
+
+    shown = {"roc_auc": {"manual_rules": 0.699512345678, "lightgbm": 0.7712345678},
+             "verdicts": {"wrong sign": 2, "about right": 5},
+             "most_wrong": ["site visit: +1 -> -2.0 (wrong sign)"],
+             "most_wrong_why": [{"rule": "site visit", "points": "+1 -> -2.0 (wrong sign)",
+                                 "why": "On its own it goes the manual way."}],
+             "test_snapshots": 7984, "test_leads": 3219, "summary": "reports/rules_summary.md"}
+    console = Console(width=140, record=True)
+    console.print(stage.render(shown))
+    text = console.export_text()
+    assert "0.700" in text and "0.771" in text and "0.6995" not in text
+    assert "3,219 test leads, 7,984 snapshots" in " ".join(text.split())
+    assert "Manual rules" in text and "wrong sign" in text
+    assert "On its own it goes the manual way." in text
+    assert "{" not in text  # no Python dict
+
+
+def test_decision_backtest_compares_model_rules_and_random_per_weekly_capacity(world, written):
+    bt = world["result"].performance["decision_backtest"]
+    rows = pd.DataFrame(bt["rows"])
+    assert bt["weeks"] >= 2 and bt["converted_leads"] > 0
+    assert set(rows["scorer"]) == {"served_model", "manual_rules", "random"}
+    for _, part in rows.groupby("scorer"):
+        part = part.sort_values("capacity")
+        assert (part["reached"] <= bt["converted_leads"]).all()
+        assert part["calls"].is_monotonic_increasing       # more capacity, more calls
+    top = rows[rows["capacity"] == rows["capacity"].max()].set_index("scorer")["reached"]
+    assert top.nunique() == 1            # calling everyone reaches the same leads
+    mid = rows[rows["capacity"] == sorted(rows["capacity"].unique())[2]].set_index("scorer")
+    assert mid.loc["served_model", "reached"] >= mid.loc["random", "reached"]
+    summary = written["summary"].read_text(encoding="utf-8")
+    assert "Backtest of the decision" in summary
+    assert (written["plots"] / "decision_backtest.png").stat().st_size > 1000
+
+
+def test_decay_per_intent_group_is_learned_on_training_leads_and_reported(world, written):
+    decay = world["result"].performance["decay"]
+    groups = {g["group"]: g for g in decay["groups"]}
+    assert groups, "no intent group got a half-life"
+    for g in groups.values():
+        assert g["ci_low"] <= g["half_life_days"] <= g["ci_high"]
+        assert g["configured_half_life_days"] == world["fs"].decay_half_life_days
+        assert g["val_log_loss_learned"] is not None     # judged on the calibration split
+    summary = written["summary"].read_text(encoding="utf-8")
+    assert "How fast interest fades" in summary
+    learned = written["learned"].read_text(encoding="utf-8")
+    block = learned.split("# Suggested decay", 1)[1] if decay["faded_rules"] else ""
+    for name in decay["faded_rules"]:
+        line = next(x for x in block.splitlines() if f"name: {name}," in x)
+        assert "half_life_days:" in line and line.startswith("#   - ")

@@ -36,10 +36,19 @@ plots: $(STAMP)
 	@$(BIN)/python -m pipeline.plots_page >/dev/null
 	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc plots show -q -o dvc_plots && echo "plots: dvc_plots/index.html"
 
-# PNG images of the DVC plots for docs/images (after `make run`)
+# PNG images of the DVC plots, and headless-Chromium screenshots of the HTML report and of
+# `dvc plots show`, for docs/images (after `make run`; Debian: apt-get install chromium)
+CHROMIUM ?= chromium
+SHOT = $(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync \
+	--hide-scrollbars --virtual-time-budget=5000 --user-data-dir=$$(mktemp -d)
 docs-images: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc plots show --json > /tmp/leadprop_plots.json
 	$(BIN)/python -m pipeline.plots_page /tmp/leadprop_plots.json docs/images
+	@command -v $(CHROMIUM) >/dev/null || { echo "docs-images: the screenshots need Chromium (Debian: apt-get install chromium)"; exit 1; }
+	$(SHOT) --window-size=1280,3000 --screenshot=$(CURDIR)/docs/images/model_report.png file://$(CURDIR)/reports/model_report.html 2>/dev/null
+	$(MAKE) plots
+	$(SHOT) --window-size=1280,2400 --screenshot=$(CURDIR)/docs/images/dvc_plots.png file://$(CURDIR)/dvc_plots/index.html 2>/dev/null
 
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 -q

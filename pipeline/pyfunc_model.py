@@ -81,6 +81,10 @@ def input_contract(leads: pd.DataFrame, events: pd.DataFrame | None, *, source: 
         "event_columns": [] if events is None else [str(c) for c in events.columns
                                                      if c != "lead_id"],
         "time_aware": time_aware,
+        # other date columns (a source's `type: date` lead columns): parsed back from text
+        "date_columns": [str(c) for c in leads.columns
+                         if pd.api.types.is_datetime64_any_dtype(leads[c])
+                         and c not in ("created_at", "converted_at", "lost_at")],
         "features": features,
         "ingest": ingest,
     }
@@ -290,12 +294,14 @@ def score_raw(bundle: Any, frame: pd.DataFrame, params: Mapping[str, Any] | None
     from models.scoring import score_open_leads
     from pipeline.contract import (
         fill_outcome,
+        parse_dates,
         to_naive_utc,
         utc_now,
         validate_events,
         validate_leads,
     )
     from pipeline.readers import ReadOptions
+    from pipeline.sources import drop_placeholder
 
     params = dict(params or {})
     contract = (getattr(bundle, "metadata", None) or {}).get("input_contract")
@@ -307,7 +313,15 @@ def score_raw(bundle: Any, frame: pd.DataFrame, params: Mapping[str, Any] | None
     raw = frame.drop(columns=[EVENTS_COLUMN], errors="ignore")
     filled, _ = fill_outcome(raw)
     options = ReadOptions.from_params(contract["ingest"])
+    lead_level = not contract.get("time_aware", True)
+    if lead_level:  # as ingest does: a placeholder created_at for validation only
+        filled = filled.assign(created_at=pd.Timestamp(options.min_date))
     leads, rejects = validate_leads(filled, INPUT_FILE, options, clock)
+    if lead_level:
+        leads, rejects = drop_placeholder(leads), drop_placeholder(rejects)
+    for col in contract.get("date_columns", []):
+        if col in leads.columns:  # typed as the source config typed it at ingest
+            leads[col] = parse_dates(leads[col], options.for_column(col))
     if raw_events is None:
         events = None
     else:

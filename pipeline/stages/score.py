@@ -206,6 +206,17 @@ def check_fit_columns(leads: pd.DataFrame, bundle: Any, file: str,
     return gone
 
 
+def _has_rows(path: Path) -> bool:
+    """False only for a readable Parquet table with no rows (a lead-level export's events);
+    a damaged file counts as having rows, so its reader reports it."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path).metadata.num_rows > 0
+    except Exception:  # noqa: BLE001 - the events reader names the problem
+        return True
+
+
 def holdout_spec(params: Any) -> HoldoutSpec | None:
     """The batch's holdout (`score.holdout_share` of open leads, keyed by the source)."""
     share = float(getattr(params.score, "holdout_share", 0.0) or 0.0)
@@ -530,8 +541,10 @@ def from_params(
             moment = asked or parse_moment("score.as_of", params.score.as_of)
             now = max(clock, moment) if moment is not None else clock
             inputs = read_interim(interim / "leads.parquet", None, options, now)
+            # a lead-level export's interim events table has no rows: no events to stream
+            has_events = events or (ev_path.is_file() and _has_rows(ev_path))
             stream = streaming.events_to_stream(
-                inputs, ev_path if (events or ev_path.is_file()) else None,
+                inputs, ev_path if has_events else None,
                 validate=events is not None, now=now)
             if moment is None:
                 moment = data_end(inputs.leads, streaming.event_timestamps(

@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from models.subscores import SCORED_COLUMNS
 from pipeline import pyfunc_model, tracking
 from pipeline.errors import DataError
 from pipeline.settings import load_params
@@ -119,7 +120,7 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
     np.testing.assert_allclose(got["propensity"].to_numpy(float),
                                want["propensity"].to_numpy(float), rtol=0, atol=1e-12)
     assert got["score"].astype(int).tolist() == want["score"].astype(int).tolist()
-    for col in [*BANDS, "reasons"]:
+    for col in [*BANDS, "reasons", *[c for c in SCORED_COLUMNS if c in want]]:
         assert got[col].tolist() == want[col].tolist(), col
 
 
@@ -129,7 +130,8 @@ def test_pyfunc_predict_on_raw_leads_equals_the_stage(project, monkeypatch):
     model = tracking.mlflow().pyfunc.load_model(project["uri"])
     raw = five_raw_leads(project)
     got = model.predict(raw, params={"as_of": project["as_of"].isoformat()})
-    assert list(got.columns) == ["lead_id", "status", "propensity", "score", *BANDS, "reasons"]
+    assert list(got.columns) == ["lead_id", "status", "propensity", "score", *BANDS, "reasons",
+                                 *SCORED_COLUMNS]     # and the fit / engagement sub-scores
     assert_same(got, expected(project, raw["lead_id"].tolist()))
     # every input row comes out: a lead created after as_of is "not open", not dropped
     later = raw.head(2).assign(lead_id=["NEW-1", "NEW-2"], events="[]",

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.text import Text
 
+from pipeline.console import mapping_table
 from pipeline.errors import LeadpropError
 
 app = typer.Typer(
@@ -123,7 +124,7 @@ def generate(
         months=months,
         activity=activity,
     )
-    console.print(summary)
+    console.print(mapping_table("generate", summary))
 
 
 @app.command()
@@ -141,7 +142,8 @@ def ingest(
     from pipeline.stages import ingest as stage
 
     p = _params(params)
-    console.print(_guard(stage.from_params, p, leads=leads, events=events))
+    console.print(mapping_table("ingest", _guard(stage.from_params, p, leads=leads,
+                                                 events=events)))
 
 
 def _stage(module: str, help_text: str) -> None:

@@ -15,7 +15,7 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -96,6 +96,27 @@ def summary_table(title: str, rows: Sequence[Sequence[Any]],
         cells += [""] * (width - 1 - len(cells))
         table.add_row(Text(label), *(Text(c) for c in cells))
     return table
+
+
+def mapping_table(title: str, mapping: Mapping[str, Any]) -> Any:
+    """A stage's summary mapping as a two-column table: nested mappings as sub-headings,
+    lists joined with commas, numbers rounded (`summary_table`)."""
+    rows: list[Sequence[Any]] = []
+
+    def walk(m: Mapping[str, Any], prefix: str = "") -> None:
+        for key, value in m.items():
+            label = f"{prefix}{key}".replace("_", " ")
+            if isinstance(value, Mapping):
+                rows.append((f"## {label}",))
+                walk(value, "  ")
+            elif isinstance(value, list | tuple):
+                rows.append((label, ", ".join(str(v) for v in value) or "—"))
+            else:
+                rows.append((label, value if isinstance(value, int | float) and not
+                             isinstance(value, bool) else str(value)))
+
+    walk(mapping)
+    return summary_table(title, rows)
 
 
 def _interactive() -> bool:

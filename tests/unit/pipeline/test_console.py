@@ -113,3 +113,13 @@ def test_evaluate_summary_labels_splits_and_counts():
     assert has_row(text, "calibration error (ECE), calibration split", "0.55 pp")
     assert has_row(text, "promises kept / beaten / not kept", "1 / 0 / 1 (hot)")
     assert has_row(text, "top 10 %", "37.6 %") and has_row(text, "truth ROC AUC", "0.821")
+
+
+def test_mapping_table_flattens_a_stage_summary():
+    from pipeline.console import mapping_table
+
+    text = text_of(mapping_table("ingest", {"leads": 20000, "rejected": {"events": 3},
+                                            "files": ["a.csv", "b.csv"], "share": 0.123456}))
+    assert "{" not in text and "0.123456" not in text
+    assert has_row(text, "leads", "20,000") and has_row(text, "events", "3")
+    assert has_row(text, "files", "a.csv, b.csv") and has_row(text, "share", "0.123")

@@ -102,7 +102,8 @@ def _pts(x: float) -> str:
     return f"{100 * x:+.1f} points"
 
 
-def _row(group: str, frame: pd.DataFrame, weeks: float, min_effect: float) -> LiftRow:
+def _row(group: str, frame: pd.DataFrame, weeks: float, min_effect: float,
+         holdout_per_week: float | None = None) -> LiftRow:
     held = frame["holdout"].astype(bool)
     treated, holdout = _arm(frame[~held]), _arm(frame[held])
     if holdout.n == 0 or treated.n == 0:
@@ -124,7 +125,8 @@ def _row(group: str, frame: pd.DataFrame, weeks: float, min_effect: float) -> Li
         return LiftRow(group, treated, holdout, d, low, high, needed, 0.0,
                        f"no difference of {100 * effect:.1f} points or more detected: "
                        f"{_pts(d)} {ci}")
-    per_week = holdout.n / weeks if weeks > 0 else 0.0
+    per_week = holdout_per_week if holdout_per_week is not None else (
+        holdout.n / weeks if weeks > 0 else 0.0)
     if per_week <= 0:
         return LiftRow(group, treated, holdout, d, low, high, needed, None,
                        f"not enough data yet: {needed - holdout.n:,} more held-out leads "
@@ -136,11 +138,15 @@ def _row(group: str, frame: pd.DataFrame, weeks: float, min_effect: float) -> Li
 
 
 def lift_table(outcomes: pd.DataFrame, *, weeks: float, band_columns: tuple[str, ...] = (),
-               min_effect: float = 0.2) -> list[LiftRow]:
+               min_effect: float = 0.2,
+               holdout_per_week: float | None = None) -> list[LiftRow]:
     """The comparison for all leads, then for each band of each band column.
 
-    `weeks` is the span of scoring batches the outcomes cover (for the volume in verdicts);
-    `min_effect` is the smallest relative lift worth finding (0.2 = 20 % of the holdout rate).
+    `weeks` is the span of scoring batches the outcomes cover; the volume in verdicts is
+    the compared held-out leads per week over it, or `holdout_per_week` (new held-out leads a
+    week, e.g. counted before censoring) when given, shared out to a band by its share of
+    the held-out leads. `min_effect` is the smallest relative lift worth finding (0.2 = 20 %
+    of the holdout rate).
     """
     for col in ("holdout", "converted", *band_columns):
         if col not in outcomes.columns:
@@ -149,10 +155,13 @@ def lift_table(outcomes: pd.DataFrame, *, weeks: float, band_columns: tuple[str,
     if y.isna().any() or not y.isin((0, 1)).all():
         raise ValueError("`converted` must be 0 or 1 for every lead")
     frame = outcomes.assign(converted=y.astype(np.int64))
-    rows = [_row("all leads", frame, weeks, min_effect)]
+    rows = [_row("all leads", frame, weeks, min_effect, holdout_per_week)]
+    held = int(frame["holdout"].astype(bool).sum())
     for col in band_columns:
         for band, part in frame.groupby(col, sort=False, observed=True):
-            rows.append(_row(f"{col} = {band}", part, weeks, min_effect))
+            share = part["holdout"].astype(bool).sum() / held if held else 0.0
+            rows.append(_row(f"{col} = {band}", part, weeks, min_effect,
+                             None if holdout_per_week is None else holdout_per_week * share))
     return rows
 
 

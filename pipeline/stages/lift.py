@@ -9,7 +9,10 @@ whose window is not over at the data's end is left out (counted as `censored`), 
 non-conversion. A `revenue` lead column, if the export has one, is averaged per lead.
 
 The comparison itself is `models.lift.lift_table`: conversion per arm with intervals, the
-difference, time to conversion and a plain verdict, for all leads and per band. Writes
+difference, time to conversion and a plain verdict, for all leads and per band. "N more
+weeks at this volume" counts new held-out leads a week: those first scored since DATE over
+the weeks from DATE to the last batch (leads still inside their window included, since
+their outcomes are on the way), not the backlog of open leads a first batch holds. Writes
 `reports/lift.json`; no IO outside that and the reads.
 """
 
@@ -93,12 +96,17 @@ def run(history: pd.DataFrame, leads: pd.DataFrame, since: pd.Timestamp, horizon
                         f"{since:%Y-%m-%d} has a finished outcome window yet "
                         f"({horizon_days:g} days; data end {end:%Y-%m-%d}): compare later, "
                         "on a newer export", n_rows=0)
-    span = (outcomes["as_of"].max() - outcomes["as_of"].min()) / pd.Timedelta(days=7)
-    weeks = float(span) + 1.0
+    # the volume ahead: new held-out leads a week since `since` (censored ones included:
+    # their outcomes come later), not the backlog of open leads in the first batch
+    last = pd.to_datetime(history["as_of"]).max()
+    weeks = max(float((last - since) / pd.Timedelta(days=7)), 1.0)
+    per_week = float(first["holdout"].sum()) / weeks
     bands = tuple(c for c in BAND_COLUMNS if c in outcomes.columns)
-    rows = lift_table(outcomes, weeks=weeks, band_columns=bands, min_effect=min_effect)
+    rows = lift_table(outcomes, weeks=weeks, band_columns=bands, min_effect=min_effect,
+                      holdout_per_week=per_week)
     return {"since": since.isoformat(), "data_end": end.isoformat(),
-            "horizon_days": float(horizon_days), "weeks": weeks, "counts": counts,
+            "horizon_days": float(horizon_days), "weeks": weeks,
+            "holdout_per_week": per_week, "counts": counts,
             "verdict": rows[0].verdict, "rows": as_records(rows)}
 
 

@@ -77,3 +77,16 @@ def test_since_filters_batches_and_refusals_are_clear():
         stage.run(history.drop(columns="holdout"), leads, T0, 30, END)
     with pytest.raises(DataError, match="finished outcome window"):
         stage.run(history, leads, T0, 30, T0 + pd.Timedelta(days=20))
+
+
+def test_the_volume_is_new_held_out_leads_a_week_not_the_backlog():
+    history, leads = world(2_000, 0.1, 0.1)
+    result = stage.run(history, leads, T0, 30, END)
+    first = stage.first_scored(history, T0)
+    weeks = (pd.to_datetime(history["as_of"]).max() - T0) / pd.Timedelta(days=7)
+    assert result["weeks"] == pytest.approx(weeks)
+    assert result["holdout_per_week"] == pytest.approx(first["holdout"].sum() / weeks)
+    top = result["rows"][0]
+    if top["weeks_more"]:
+        assert top["weeks_more"] == pytest.approx(
+            (top["needed_holdout"] - top["holdout"]["n"]) / result["holdout_per_week"])

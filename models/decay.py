@@ -32,9 +32,10 @@ import pandas as pd
 
 from features.behaviour import group_decay_sums
 from features.settings import FeatureSettings
+from models.rules import DecayRule, RuleSet
 
 __all__ = ["DEFAULT_GRID", "DecayFit", "fit_decays", "fit_group_decay", "grid_with",
-           "implied_half_life"]
+           "implied_half_life", "manual_inactivity_half_lives"]
 
 #: Half-lives tried, in days: log-spaced from 1 day to 2 years.
 DEFAULT_GRID: tuple[float, ...] = tuple(float(round(x, 2)) for x in np.geomspace(1, 730, 25))
@@ -231,4 +232,23 @@ def fit_decays(train: pd.DataFrame, validation: pd.DataFrame | None,
         out.append(fit_group_decay(g, {h: tr[h][col].to_numpy() for h in hs}, count, y,
                                    train["lead_id"].to_numpy(), validation=val,
                                    configured_half_life_days=conf, n_boot=n_boot, seed=seed))
+    return out
+
+
+def manual_inactivity_half_lives(ruleset: RuleSet,
+                                 rule_x_train: pd.DataFrame) -> list[dict[str, Any]]:
+    """What each manual inactivity (decay) rule implies as a half-life: the share of a
+    typical active lead's manual points (the median total of training snapshots with a
+    positive total) its first step takes away after `after_days`."""
+    out = []
+    totals = rule_x_train[ruleset.names].to_numpy(dtype=float) @ ruleset.points
+    typical = float(np.median(totals[totals > 0])) if (totals > 0).any() else float("nan")
+    for r in ruleset.rules:
+        if not isinstance(r, DecayRule) or r.points >= 0:
+            continue
+        share = -float(r.points) / typical if typical > 0 else float("nan")
+        implied = (implied_half_life(share, r.after_days) if 0 < share < 1 else None)
+        out.append({"rule": r.name, "points": float(r.points), "after_days": r.after_days,
+                    "per_days": r.per_days, "typical_points": typical,
+                    "implied_half_life_days": implied})
     return out

@@ -45,10 +45,10 @@ def num(value: Any, digits: int = 3, unit: str = "") -> str:
     return f"{text} {unit}".rstrip()
 
 
-def pct(value: Any, digits: int = 1) -> str:
-    """A share as a percentage: 0.0756 -> "7.6 %"."""
+def pct(value: Any, digits: int = 1, missing: str = "—") -> str:
+    """A share as a percentage: 0.0756 -> "7.6 %"; `missing` for no finite value."""
     x = finite(value)
-    return "—" if x is None else f"{100 * x:.{digits}f} %"
+    return missing if x is None else f"{100 * x:.{digits}f} %"
 
 
 def points(value: Any, digits: int = 1) -> str:

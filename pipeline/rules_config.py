@@ -180,7 +180,7 @@ def _rule_comment(learned: LearnedPoints, j: int) -> str:
             f"{_fmt(lift, 2)}: {learned.verdict[j]}")
 
 
-def flow_rule(value: Any) -> str:
+def _flow(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000,
                           allow_unicode=True).strip()
 
@@ -204,7 +204,7 @@ def dump_rules(ruleset: RuleSet, learned: LearnedPoints | None = None,
     for rule in data["rules"]:
         if rule["name"] in index:
             lines.append(f"  # {_rule_comment(learned, index[rule['name']])}")
-        lines.append(f"  - {flow_rule(rule)}")
+        lines.append(f"  - {_flow(rule)}")
     if "bands" in data:
         lines.append("bands:")
         for pb, (set_name, spec) in zip(ruleset.bands, data["bands"].items(), strict=True):
@@ -224,3 +224,17 @@ def write_rules(path: Path | str, ruleset: RuleSet, learned: LearnedPoints | Non
         tmp.write_text(text, encoding="utf-8")
     return path
 
+
+def fading_block(faded: RuleSet, names: Sequence[str]) -> str:
+    """Commented rules.yaml lines that make `names` fade at their group's learned half-life
+    (to uncomment, then rerun `leadprop rules` on the file so their points are relearned:
+    the points above were learned on counts that do not fade)."""
+    if not names:
+        return ""
+    by_name = {r["name"]: r for r in ruleset_to_dict(faded)["rules"]}
+    lines = ["", "# Suggested decay, learned per intent group on the training split (see",
+             "# rules_summary.md). To use it, replace the rules of the same name above with",
+             "# these lines and rerun `leadprop rules` with this file as `rules.file`, so the",
+             "# points are relearned on counts that fade:"]
+    lines += [f"#   - {_flow(by_name[n])}" for n in names]
+    return "\n".join(lines) + "\n"

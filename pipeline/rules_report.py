@@ -52,7 +52,7 @@ from models.rules import (
     point_bands,
 )
 from models.settings import InputError, InsufficientDataError
-from pipeline.console import finite
+from pipeline.console import finite, pct
 
 __all__ = [
     "PLOT_POINTS",
@@ -904,8 +904,7 @@ def backtest_frame(performance: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def _pct(x: Any, digits: int = 1) -> str:
-    f = _finite(x)
-    return "n/a" if f is None else f"{100 * f:.{digits}f} %"
+    return pct(x, digits, missing="n/a")
 
 
 def _num(x: Any, digits: int = 3) -> str:

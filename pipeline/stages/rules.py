@@ -24,7 +24,7 @@ and logs all of it to the MLflow training run (metrics `rules.<scorer>.<metric>`
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +36,9 @@ import pandas as pd
 from features.settings import FeatureSettings
 from models.backtest import capacity_backtest, capacity_grid, decision_batches
 from models.bundle import ScoringBundle
-from models.decay import fit_decays, implied_half_life
+from models.decay import fit_decays, manual_inactivity_half_lives
 from models.rules import (
     VERDICTS,
-    DecayRule,
     LearnedPoints,
     LearnSettings,
     RuleSet,
@@ -47,7 +46,6 @@ from models.rules import (
     learn_points,
     learned_ruleset,
     rule_features,
-    ruleset_to_dict,
     with_half_lives,
 )
 from models.settings import BandSet, CalibrationSettings, InsufficientDataError, ModelError
@@ -56,7 +54,7 @@ from pipeline import tracking
 from pipeline.console import num, progress, summary_table
 from pipeline.errors import ConfigError, DataError, LeadpropError
 from pipeline.io import read_json, write_json, write_with
-from pipeline.rules_config import dump_rules, flow_rule
+from pipeline.rules_config import dump_rules, fading_block
 
 log = logging.getLogger(__name__)
 
@@ -289,42 +287,8 @@ def run(
 INFORMATIVE_CI_RATIO = 4.0
 
 
-def fading_block(faded: RuleSet, names: Sequence[str]) -> str:
-    """Commented rules.yaml lines that make `names` fade at their group's learned half-life
-    (to uncomment, then rerun `leadprop rules` on the file so their points are relearned:
-    the points above were learned on counts that do not fade)."""
-    if not names:
-        return ""
-    by_name = {r["name"]: r for r in ruleset_to_dict(faded)["rules"]}
-    lines = ["", "# Suggested decay, learned per intent group on the training split (see",
-             "# rules_summary.md). To use it, replace the rules of the same name above with",
-             "# these lines and rerun `leadprop rules` with this file as `rules.file`, so the",
-             "# points are relearned on counts that fade:"]
-    lines += [f"#   - {flow_rule(by_name[n])}" for n in names]
-    return "\n".join(lines) + "\n"
-
-
 def _labelled(features: pd.DataFrame, rows: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     return features.loc[rows, ["lead_id", "as_of"]].assign(label=y[rows])
-
-
-def manual_inactivity_half_lives(ruleset: RuleSet,
-                                 rule_x_train: pd.DataFrame) -> list[dict[str, Any]]:
-    """What each manual inactivity (decay) rule implies as a half-life: the share of a
-    typical active lead's manual points (the median total of training snapshots with a
-    positive total) its first step takes away after `after_days`."""
-    out = []
-    totals = rule_x_train[ruleset.names].to_numpy(dtype=float) @ ruleset.points
-    typical = float(np.median(totals[totals > 0])) if (totals > 0).any() else float("nan")
-    for r in ruleset.rules:
-        if not isinstance(r, DecayRule) or r.points >= 0:
-            continue
-        share = -float(r.points) / typical if typical > 0 else float("nan")
-        implied = (implied_half_life(share, r.after_days) if 0 < share < 1 else None)
-        out.append({"rule": r.name, "points": float(r.points), "after_days": r.after_days,
-                    "per_days": r.per_days, "typical_points": typical,
-                    "implied_half_life_days": implied})
-    return out
 
 
 def decision_backtest(test_leads: Any, leads: pd.DataFrame, events: pd.DataFrame | None,

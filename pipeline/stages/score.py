@@ -89,7 +89,6 @@ from pipeline.readers import ReadOptions, read_table
 
 log = logging.getLogger(__name__)
 
-OUT_NAME = "scored_leads"
 MOVEMENTS = ("new", "up", "down", "same")
 #: Band columns compared first when deciding `movement`.
 BAND_PRIORITY = ("lifecycle_stage", "temperature")

@@ -12,6 +12,10 @@ the machine they ran on in `reports/bench.json`.
   (`benchmarks.bench_score_cli`).
 - score_core: the scoring core alone on in-memory frames (model + reasons leads/s;
   target >= 100,000 leads/s); only with `--only score_core`.
+- bands: bands in weekly use (`benchmarks.bench_bands`): fitted on the default synthetic
+  sample, a later sample scored week by week; the SQL capacity band's new entries per week
+  (target: within 20 % of the capacity) and every min_conversion band's Wilson 95 % lower
+  bound in the labelled batches (target: >= its promise). Its own sample size (params.yaml).
 
 `python -m benchmarks.run --leads 100000 --events 3000000` runs a smaller version.
 """
@@ -68,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leads", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=30_000_000)
     parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
-    parser.add_argument("--only", choices=("generate", "features", "score", "score_core"),
+    parser.add_argument("--only", choices=("generate", "features", "score", "score_core",
+                                           "bands"),
                         action="append")
     parser.add_argument("--score-events", nargs="+",
                         default=["3000000", "10000000", "30000000", "all"],
                         help="event counts of the score benchmark ('all': the whole export)")
     args = parser.parse_args(argv)
-    which = args.only or ["generate", "features", "score"]
+    which = args.only or ["generate", "features", "score", "bands"]
     results: dict = {"machine": machine(), "leads": args.leads, "events": args.events}
     with tempfile.TemporaryDirectory() as tmp:
         if "generate" in which:
@@ -101,6 +106,14 @@ def main(argv: list[str] | None = None) -> int:
             results["score_core"] = _run(
                 "from benchmarks.bench_score import main;"
                 f"main(['--leads', '{args.leads}', '--events', '{args.events}'])"
+            )
+        if "bands" in which:
+            print("bands: weekly capacity and promises on a later sample ...", flush=True)
+            results["bands"] = _run(
+                "import json, pathlib, tempfile;"
+                "from benchmarks.bench_bands import bench;"
+                "tmp = tempfile.mkdtemp(dir=" + repr(tmp) + ");"
+                "print(json.dumps(bench(pathlib.Path(tmp)), default=float))"
             )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

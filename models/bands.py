@@ -67,6 +67,7 @@ __all__ = [
     "apply_bands",
     "band_table",
     "estimate_leads_per_week",
+    "projected_leads_per_week",
     "fit_bands",
     "score_1_99",
     "weekly_batches",
@@ -491,6 +492,34 @@ def estimate_leads_per_week(created_at: ArrayLike, lead_ids: ArrayLike | None = 
         created = created.groupby(ids).min()
     days = (created.max().normalize() - created.min().normalize()).days + 1
     return float(created.size / (days / 7))
+
+
+def projected_leads_per_week(created_at: ArrayLike, at: Any, min_weeks: int = 8,
+                             max_change: float = 2.0) -> float | None:
+    """Lead inflow per week expected at `at` (the moment scoring starts): a least-squares
+    line through the leads created per whole week (the last whole weeks before the last
+    creation day; a partial first week is left out), evaluated at `at`.
+
+    The projection is clipped to [1 / max_change, max_change] x the mean of the fitted
+    weeks, so a noisy slope cannot run away. None with fewer than `min_weeks` whole weeks.
+    One value per lead: pass lead-level creation times.
+    """
+    created = pd.to_datetime(pd.Series(np.asarray(created_at)))
+    if created.empty or created.isna().any():
+        raise InputError("`created_at` must be non-empty and have no missing values")
+    last = created.max().normalize() + pd.Timedelta(days=1)  # end of the last creation day
+    first = created.min().normalize()
+    n_weeks = int((last - first).days // 7)
+    if n_weeks < min_weeks:
+        return None
+    start = last - pd.Timedelta(days=7 * n_weeks)
+    week = ((created - start).dt.total_seconds() // (7 * 86_400)).to_numpy()
+    counts = np.bincount(week[week >= 0].astype(np.int64), minlength=n_weeks)[:n_weeks]
+    mid = np.arange(n_weeks) + 0.5  # week midpoints, in weeks from `start`
+    slope, intercept = np.polyfit(mid, counts.astype(float), 1)
+    t = (pd.Timestamp(at) - start).total_seconds() / (7 * 86_400)
+    mean = float(counts.mean())
+    return float(np.clip(intercept + slope * t, mean / max_change, mean * max_change))
 
 
 # --------------------------------------------------------------------------- weekly batches

@@ -373,6 +373,11 @@ class BandSet:
     `leads_per_week`: the expected weekly inflow of the scored population, for a set with a
     `capacity_per_week` band; None = the calibration split's own inflow. A capacity band's
     simulated weekly entries are scaled by the ratio of the simulated to this inflow.
+    `inflow`: with `leads_per_week` unset, the expected inflow a capacity is sized for:
+    "trend" (default) = the linear trend of weekly lead creations over the training and
+    calibration leads (never the test split), projected to the data's end, when scoring
+    starts (`models.bands.projected_leads_per_week`); "calibration" = the calibration
+    split's own inflow.
     """
 
     name: str
@@ -385,9 +390,13 @@ class BandSet:
     # band's calibration conversion clears it; point: when the observed rate does
     promise: str = "lower_bound"
     leads_per_week: float | None = None
+    inflow: str = "trend"
 
     def __post_init__(self) -> None:
         p = f"bands.{self.name}"
+        if self.inflow not in ("trend", "calibration"):
+            raise SettingsError(
+                f"`{p}.inflow` must be 'trend' or 'calibration'; got {self.inflow!r}")
         if self.leads_per_week is not None:
             _positive(f"{p}.leads_per_week", self.leads_per_week)
         if self.promise not in ("lower_bound", "point"):
@@ -478,7 +487,7 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
     _check_keys(
         p, m, {"bands"},
         {"policy", "scoring_cadence_days", "min_band_size", "conversion_rule", "promise",
-         "leads_per_week"},
+         "leads_per_week", "inflow"},
     )
     policy = m.get("policy", "conversion")
     if policy not in BAND_TARGET_KEYS:
@@ -524,6 +533,7 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
         promise=m.get("promise", "lower_bound"),
         leads_per_week=(None if m.get("leads_per_week") is None
                         else _number(f"{p}.leads_per_week", m["leads_per_week"])),
+        inflow=m.get("inflow", "trend"),
     )
 
 

@@ -9,13 +9,15 @@ the calibration leads (never the test split) to size capacity bands by new entri
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from features.build import align_features, build_features
 from features.snapshots import scoring_spine
-from models.bands import fit_bands, weekly_batches
+from models.bands import fit_bands, projected_leads_per_week, weekly_batches
+from models.decay import add_decayed_features
 
 __all__ = ["simulate_batches", "weekly_bands"]
 
@@ -45,8 +47,9 @@ def simulate_batches(bundle: Any, leads: pd.DataFrame, events: pd.DataFrame, fs:
     if spine.empty:
         return pd.DataFrame({"lead_id": [], "as_of": [], "p": []})
     # one feature pass over every (lead, batch) pair, like a training spine
-    X = align_features(build_features(spine, pool, lead_events, fs), bundle.features,
-                       bundle.categories)
+    built = add_decayed_features(build_features(spine, pool, lead_events, fs), lead_events, fs,
+                                 bundle.metadata.get("decayed_half_lives"))
+    X = align_features(built, bundle.features, bundle.categories)
     return pd.DataFrame({"lead_id": spine["lead_id"].to_numpy(),
                          "as_of": spine["as_of"].to_numpy(), "p": bundle.propensity(X)})
 
@@ -55,7 +58,9 @@ def weekly_bands(result: Any, leads: pd.DataFrame, events: pd.DataFrame, fs: Any
                  band_sets: Any, end: pd.Timestamp) -> dict[str, Any]:
     """Refit every band set with a `capacity_per_week` band on simulated scoring batches of
     the calibration leads (never the test split; models.bands.weekly_batches), so a capacity
-    counts new entries per week rather than pooled snapshot rows. Replaces the bundle's and
+    counts new entries per week rather than pooled snapshot rows. With no
+    `leads_per_week` and `inflow: trend`, the capacity is scaled to the inflow projected to
+    `end` from the training and calibration leads' creations. Replaces the bundle's and
     the summary's fitted bands in place; returns {set name: FittedBands} refitted. No IO."""
     pred = result.predictions
     todo = {n: bs for n, bs in band_sets.items() if bs.uses_capacity}
@@ -63,6 +68,11 @@ def weekly_bands(result: Any, leads: pd.DataFrame, events: pd.DataFrame, fs: Any
         return {}
     cal = pred[pred["split"] == "calibration"]
     cal_leads = cal.groupby("lead_id", sort=False)["created_at"].min().reset_index()
+    # the inflow scoring will see: the trend of the training + calibration leads' creations
+    # (never the test split) projected to `end`, when scoring starts
+    seen = pred[pred["split"].isin(["train", "calibration"])]
+    trend = projected_leads_per_week(
+        seen.groupby("lead_id", sort=False)["created_at"].min(), end) if len(seen) else None
     refitted: dict[str, Any] = {}
     sims: dict[float, Any] = {}
     for name, band_set in todo.items():
@@ -73,9 +83,15 @@ def weekly_bands(result: Any, leads: pd.DataFrame, events: pd.DataFrame, fs: Any
             sims[cadence] = weekly_batches(batches, cal_leads, cadence) if len(batches) else None
         if sims[cadence] is None:
             continue
+        inflow = "leads_per_week" if band_set.leads_per_week is not None else "calibration"
+        if inflow == "calibration" and band_set.inflow == "trend" and trend is not None:
+            band_set = replace(band_set, leads_per_week=trend)
+            inflow = "trend"
         fitted = fit_bands(cal["p_served"].to_numpy(), cal["label"].to_numpy(), band_set,
                            leads_per_week=result.summary.get("leads_per_week"),
                            weekly=sims[cadence])
+        if fitted.weekly is not None:
+            fitted.weekly["inflow"] = inflow
         for message in fitted.messages:
             log.warning("bands.%s: %s", name, message)
         result.bundle.bands[name] = fitted

@@ -939,8 +939,19 @@ def weekly_entry_notes(band_set: Mapping[str, Any]) -> list[str]:
             continue
         text = (f"{band['name']}: {mean:.1f} leads newly enter per week in simulated weekly "
                 f"scoring of the calibration leads (p10 {p10:.1f}, p90 {p90:.1f}")
-        target = _num(stats.get("target"))
-        text += f"; capacity {target:g})" if target is not None else ")"
+        target, capacity = _num(stats.get("target")), _num(band.get("target"))
+        if target is None:
+            text += ")"
+        elif capacity is None or abs(target - capacity) < 1e-9:
+            text += f"; capacity {target:g})"
+        else:  # scaled from the calibration window's inflow to the expected one
+            inflow, expected = (_num(sim.get(k)) for k in ("inflow_per_week",
+                                                           "expected_leads_per_week"))
+            text += f"; capacity {capacity:g}, {target:.1f} at the simulated inflow"
+            if inflow is not None and expected is not None:
+                text += (f" of {inflow:.0f} leads per week against {expected:.0f} expected"
+                         f" ({sim.get('inflow') or 'leads_per_week'})")
+            text += ")"
         out.append(text + ".")
     if out and sim.get("simulated_weeks"):
         out.append(f"Weekly simulation: {int(sim['simulated_weeks'])} simulated weeks of "

@@ -16,6 +16,7 @@ from models.bands import (
     band_table,
     estimate_leads_per_week,
     fit_bands,
+    projected_leads_per_week,
     score_1_99,
     weekly_batches,
 )
@@ -366,3 +367,37 @@ def test_band_set_leads_per_week_is_checked():
     assert parse_band_set("lifecycle", spec).leads_per_week == 300
     with pytest.raises(SettingsError, match="leads_per_week` must be > 0"):
         parse_band_set("lifecycle", {**spec, "leads_per_week": 0})
+
+
+def test_projected_inflow_follows_a_linear_trend_to_the_scoring_moment():
+    # 10 whole weeks, leads created per week 50, 55, ..., 95 (one a day-spread block)
+    days = [pd.Timestamp("2025-01-06") + pd.Timedelta(days=7 * w + (i % 7))
+            for w in range(10) for i in range(50 + 5 * w)]
+    created = pd.Series(days)
+    # the line through the weekly counts (50 + 5 w at week midpoints w + 0.5), read at the
+    # end of week 9 (t = 10 weeks) and 4 weeks later
+    end = pd.Timestamp("2025-03-17")  # the day after the last whole week
+    assert projected_leads_per_week(created, end) == pytest.approx(50 + 5 * 9.5, rel=1e-9)
+    later = end + pd.Timedelta(days=28)
+    assert projected_leads_per_week(created, later) == pytest.approx(50 + 5 * 13.5, rel=1e-9)
+    # flat inflow projects to itself, however far
+    flat = pd.Series([d for w in range(10) for d in [pd.Timestamp("2025-01-06")
+                      + pd.Timedelta(days=7 * w)] * 40])
+    assert projected_leads_per_week(flat, end + pd.Timedelta(days=365)) == pytest.approx(40)
+    # Guard: a steep slope far out is clipped to max_change x the mean of the fitted weeks
+    mean = float(np.mean([50 + 5 * w for w in range(10)]))
+    far = end + pd.Timedelta(days=7 * 200)
+    assert projected_leads_per_week(created, far) == pytest.approx(2 * mean)
+    # too few whole weeks: no projection
+    assert projected_leads_per_week(created[created < "2025-02-03"], end) is None
+    with pytest.raises(InputError, match="created_at"):
+        projected_leads_per_week(pd.Series([pd.NaT, pd.Timestamp("2025-01-01")]), end)
+
+
+def test_band_set_inflow_is_checked():
+    spec = {"policy": "capacity",
+            "bands": [{"name": "lead"}, {"name": "SQL", "capacity_per_week": 25}]}
+    assert parse_band_set("lifecycle", spec).inflow == "trend"
+    assert parse_band_set("lifecycle", {**spec, "inflow": "calibration"}).inflow == "calibration"
+    with pytest.raises(SettingsError, match="inflow` must be 'trend' or 'calibration'"):
+        parse_band_set("lifecycle", {**spec, "inflow": "growth"})

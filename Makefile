@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run plots docs-images test bench bench-peers lint ui notebook clean help
+.PHONY: check-java run plots docs-images test bench bench-peers lint ui notebook clean help
 
 help:
 	@echo "make run    - create .venv, install pinned deps, run the DVC pipeline on synthetic data"
@@ -50,8 +50,15 @@ docs-images: $(STAMP)
 	$(MAKE) plots
 	$(SHOT) --window-size=1280,2400 --screenshot=$(CURDIR)/docs/images/dvc_plots.png file://$(CURDIR)/dvc_plots/index.html 2>/dev/null
 
-test: $(STAMP)
+# tests/spark (the Spark engine) need a Java runtime >= 17 and are skipped without one;
+# `make check-java` says what to install (.ci/run installs it on CI).
+test: $(STAMP) check-java
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n 2 -q
+
+check-java:
+	@bash -c 'CI_RUN_SOURCE_ONLY=1 . .ci/run && have_java' || { \
+	  echo "NOTE: no Java >= 17 on PATH: the Spark tests (tests/spark) will be SKIPPED."; \
+	  echo "      Install it with: sudo apt-get install openjdk-17-jre-headless"; }
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.run

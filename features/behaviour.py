@@ -22,7 +22,7 @@ Every feature of a snapshot therefore depends only on the set of its lead's even
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -568,4 +568,30 @@ def group_decay_sums(spine: pd.DataFrame, events: pd.DataFrame | None,
         _slice_sums(ev.ts, start, pos_q, q, float(h) * DAY_US, masks, rows)
         out[float(h)] = pd.DataFrame({f"decay_{g}": r[inverse] for g, r in
                                       zip(groups, rows, strict=True)}, index=spine.index)
+    return out
+
+
+def decayed_hl_column(group: str) -> str:
+    """The name of an intent group's decayed count at its learned half-life."""
+    return f"{group}_decayed_hl"
+
+
+def decayed_hl_features(spine: pd.DataFrame, events: pd.DataFrame | None,
+                        settings: FeatureSettings,
+                        half_lives_days: Mapping[str, float]) -> pd.DataFrame:
+    """`<group>_decayed_hl` per group of `half_lives_days` (group -> half-life in days): the
+    sum of 2^(-age/h) over the group's events strictly before as_of, h the group's learned
+    half-life (`models.decay`); same row order and index as `spine`. Groups not in
+    `settings.event_groups` raise ValueError."""
+    unknown = sorted(set(half_lives_days) - set(settings.event_groups))
+    if unknown:
+        raise ValueError(f"decayed features: unknown intent group {unknown[0]!r}; known: "
+                         f"{', '.join(settings.event_groups) or 'none'}")
+    out = pd.DataFrame(index=spine.index)
+    by_h: dict[float, list[str]] = {}
+    for g, h in half_lives_days.items():
+        by_h.setdefault(float(h), []).append(g)
+    sums = group_decay_sums(spine, events, settings, list(by_h)) if by_h else {}
+    for g, h in half_lives_days.items():
+        out[decayed_hl_column(g)] = sums[float(h)][f"decay_{g}"].to_numpy(dtype=np.float64)
     return out

@@ -123,13 +123,15 @@ class ScoreCalibrator(BaseEstimator):
         return raw
 
     # -- fitting -------------------------------------------------------------------
-    def _fit_one(self, method: str, t: np.ndarray, y: np.ndarray) -> Any:
+    def _fit_one(self, method: str, t: np.ndarray, y: np.ndarray,
+                 w: np.ndarray | None = None) -> Any:
         if method == "isotonic":
             return IsotonicRegression(
                 y_min=self.clip, y_max=1 - self.clip, increasing=True, out_of_bounds="clip"
-            ).fit(t, y)
+            ).fit(t, y, sample_weight=w)
         # Nearly unpenalised Platt scaling; the tiny penalty only keeps separable data finite.
-        return LogisticRegression(C=1e4, l1_ratio=0.0, max_iter=1000).fit(t.reshape(-1, 1), y)
+        return LogisticRegression(C=1e4, l1_ratio=0.0, max_iter=1000).fit(
+            t.reshape(-1, 1), y, sample_weight=w)
 
     def _predict_one(self, est: Any, t: np.ndarray) -> np.ndarray:
         if isinstance(est, IsotonicRegression):
@@ -138,12 +140,15 @@ class ScoreCalibrator(BaseEstimator):
             out = est.predict_proba(t.reshape(-1, 1))[:, 1]
         return np.clip(out, self.clip, 1 - self.clip)
 
-    def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None) -> ScoreCalibrator:
+    def fit(self, X: ArrayLike, y: ArrayLike, groups: ArrayLike | None = None,
+            sample_weight: ArrayLike | None = None) -> ScoreCalibrator:
         """Fit on the calibration split: X = raw scores (1-d or one column), y = 0/1.
 
         `groups` (one lead id per row) keeps all snapshots of a lead in one cross-fitting
         fold, so the method choice and `ece_after_` are not flattered by a lead's other
-        snapshots."""
+        snapshots. `sample_weight` (e.g. `models.sampling`'s inverse inclusion
+        probabilities) weights the fits and the out-of-fold log-loss that picks the method,
+        so the calibrated probabilities are about the weighted population."""
         self._check_params()
         raw = self._raw(X)
         yy = np.asarray(y, dtype=float).ravel()
@@ -152,6 +157,11 @@ class ScoreCalibrator(BaseEstimator):
         if np.isnan(yy).any() or not np.isin(yy, (0.0, 1.0)).all():
             raise InputError("`y` must contain only 0 and 1")
         yy = yy.astype(int)
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight, dtype=float).ravel()
+            if w.size != yy.size or not np.isfinite(w).all() or (w <= 0).any():
+                raise InputError(f"`sample_weight` must hold {yy.size} finite values > 0")
         positives, negatives = int(yy.sum()), int(yy.size - yy.sum())
         if min(positives, negatives) < 2:
             raise InsufficientDataError(
@@ -180,9 +190,10 @@ class ScoreCalibrator(BaseEstimator):
         oof = {m: np.empty(yy.size) for m in candidates}
         for train_idx, test_idx in splits:
             for m in candidates:
-                est = self._fit_one(m, z[train_idx], yy[train_idx])
+                est = self._fit_one(m, z[train_idx], yy[train_idx],
+                                    None if w is None else w[train_idx])
                 oof[m][test_idx] = self._predict_one(est, z[test_idx])
-        self.cv_log_loss_ = {m: metrics.log_loss(yy, oof[m]) for m in candidates}
+        self.cv_log_loss_ = {m: _weighted_log_loss(yy, oof[m], w) for m in candidates}
         # Sigmoid first: on an exact tie the smoother method wins.
         order = sorted(candidates, key=lambda m: (self.cv_log_loss_[m], m != "sigmoid"))
         self.method_ = order[0]
@@ -191,7 +202,7 @@ class ScoreCalibrator(BaseEstimator):
             if self.input_kind == "probability" else float("nan")
         )
         self.ece_after_ = metrics.ece(yy, oof[self.method_], strategy="quantile")
-        self.estimator_ = self._fit_one(self.method_, z, yy)
+        self.estimator_ = self._fit_one(self.method_, z, yy, w)
         self.n_ = int(yy.size)
         self.positives_ = positives
         self.n_features_in_ = 1
@@ -219,6 +230,13 @@ class ScoreCalibrator(BaseEstimator):
         }
 
 
+def _weighted_log_loss(y: np.ndarray, p: np.ndarray, w: np.ndarray | None) -> float:
+    if w is None:
+        return metrics.log_loss(y, p)
+    q = np.clip(p, 1e-15, 1 - 1e-15)
+    return float(-np.average(y * np.log(q) + (1 - y) * np.log1p(-q), weights=w))
+
+
 def fit_calibrator(
     raw_cal: ArrayLike,
     y_cal: ArrayLike,
@@ -226,13 +244,15 @@ def fit_calibrator(
     seed: int = 0,
     input_kind: str = "probability",
     groups: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None,
 ) -> ScoreCalibrator:
     """Fit a `ScoreCalibrator` on the calibration split's raw scores and outcomes
-    (`groups`: the lead of each row, for lead-grouped cross-fitting)."""
+    (`groups`: the lead of each row, for lead-grouped cross-fitting; `sample_weight`: row
+    weights, e.g. from `models.sampling`)."""
     s = settings or CalibrationSettings()
     return ScoreCalibrator(
         method=s.method, n_folds=s.n_folds, random_state=seed, input_kind=input_kind
-    ).fit(raw_cal, y_cal, groups=groups)
+    ).fit(raw_cal, y_cal, groups=groups, sample_weight=sample_weight)
 
 
 def calibrate_model(

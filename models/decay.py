@@ -15,6 +15,13 @@ snapshots move together). Flat profiles give wide intervals: the data cannot tel
 Whether the learned half-life helps is decided on the validation (calibration) split only:
 its log-loss at the learned half-life against the configured `decay_half_life_days`.
 
+Used as features (`select_decayed_features`, called by the train stage): a group whose
+learned half-life helps on validation gets `<group>_decayed_hl`, its decayed count at that
+half-life (`features.behaviour.decayed_hl_features`). Half-lives are fitted on the training
+split and judged on the calibration split; the test split is never read. The chosen
+half-lives travel in the bundle (`metadata["decayed_half_lives"]`) so scoring builds the
+same columns (`add_decayed_features`).
+
 Manual rules that subtract points after N days without activity ("-10 after 30 days")
 are read as a half-life by `implied_half_life`: the half-life of the exponential that loses
 the same share of the group's points after N days.
@@ -30,12 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.behaviour import group_decay_sums
+from features.behaviour import decayed_hl_column, decayed_hl_features, group_decay_sums
 from features.settings import FeatureSettings
 from models.rules import DecayRule, RuleSet
 
-__all__ = ["DEFAULT_GRID", "DecayFit", "fit_decays", "fit_group_decay", "grid_with",
-           "implied_half_life", "manual_inactivity_half_lives"]
+__all__ = ["DEFAULT_GRID", "DecayFit", "DecaySettings", "add_decayed_features",
+           "chosen_half_lives", "fit_decays", "fit_group_decay", "grid_with",
+           "decayed_columns", "implied_half_life", "manual_inactivity_half_lives",
+           "select_decayed_features"]
 
 #: Half-lives tried, in days: log-spaced from 1 day to 2 years.
 DEFAULT_GRID: tuple[float, ...] = tuple(float(round(x, 2)) for x in np.geomspace(1, 730, 25))
@@ -252,3 +261,65 @@ def manual_inactivity_half_lives(ruleset: RuleSet,
                     "per_days": r.per_days, "typical_points": typical,
                     "implied_half_life_days": implied})
     return out
+
+
+@dataclass(frozen=True)
+class DecaySettings:
+    """The `decay` params section: `features` turns the learned-decay features on (off by
+    default); `n_boot` is the number of lead-bootstrap draws of each half-life's interval."""
+
+    features: bool = False
+    n_boot: int = 40
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.features, bool):
+            raise ValueError(f"`decay.features` must be true or false; got {self.features!r}")
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
+            raise ValueError(f"`decay.n_boot` must be an integer >= 0; got {self.n_boot!r}")
+
+    @classmethod
+    def from_params(cls, raw: Mapping[str, Any] | None) -> DecaySettings:
+        raw = dict(raw or {})
+        unknown = sorted(set(raw) - {"features", "n_boot"})
+        if unknown:
+            raise ValueError(f"`decay.{unknown[0]}` is not a known setting; known: "
+                             "features, n_boot")
+        return cls(**raw)
+
+
+def chosen_half_lives(fits: Sequence[DecayFit]) -> dict[str, float]:
+    """group -> learned half-life, for the groups whose validation verdict says it helps."""
+    return {f.group: float(f.half_life_days) for f in fits if f.helps}
+
+
+def add_decayed_features(frame: pd.DataFrame, events: pd.DataFrame | None,
+                         settings: FeatureSettings,
+                         half_lives: Mapping[str, float] | None) -> pd.DataFrame:
+    """`frame` (with `lead_id`, `as_of`) plus `<group>_decayed_hl` per group of
+    `half_lives`; a new frame, `frame` itself unchanged (returned as is when none)."""
+    if not half_lives:
+        return frame
+    extra = decayed_hl_features(frame[["lead_id", "as_of"]], events, settings, half_lives)
+    return pd.concat([frame.drop(columns=list(extra.columns), errors="ignore"), extra], axis=1)
+
+
+def select_decayed_features(frame: pd.DataFrame, parts: np.ndarray,
+                            events: pd.DataFrame | None, settings: FeatureSettings, *,
+                            n_boot: int = 40, seed: int = 0,
+                            grid: Sequence[float] = DEFAULT_GRID,
+                            ) -> tuple[list[DecayFit], dict[str, float]]:
+    """Fit a half-life per group on the rows whose `parts` is "train", judge it on the
+    "calibration" rows, and return (the fits, group -> half-life of those that help). The
+    "test" rows are dropped before anything is computed."""
+    parts = np.asarray(parts)
+    cols = ["lead_id", "as_of", "label"]
+    train = frame.loc[parts == "train", cols]
+    cal = frame.loc[parts == "calibration", cols]
+    fits = fit_decays(train, cal if len(cal) else None, events, settings, grid=grid,
+                      n_boot=n_boot, seed=seed)
+    return fits, chosen_half_lives(fits)
+
+
+def decayed_columns(half_lives: Mapping[str, float] | None) -> list[str]:
+    """The feature names `add_decayed_features` adds for `half_lives`."""
+    return [decayed_hl_column(g) for g in (half_lives or {})]

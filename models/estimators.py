@@ -163,10 +163,11 @@ def fit_lightgbm(
 
 def refit_lightgbm(
     X: pd.DataFrame, y: object, params: LightGBMSettings, seed: int, n_estimators: int,
-    *, n_jobs: int = 1,
+    *, n_jobs: int = 1, sample_weight: np.ndarray | None = None,
 ) -> lgb.LGBMClassifier:
     """Fit LightGBM with a fixed number of trees and no early stopping: the refit on every
-    training row once early stopping (on a validation slice) has found the tree count."""
+    training row once early stopping (on a validation slice) has found the tree count.
+    `sample_weight`: row weights (e.g. `models.sampling`'s inverse inclusion probabilities)."""
     yy = _binary_target("y", y, len(X))
     if yy.sum() == 0 or yy.sum() == yy.size:
         raise InsufficientDataError(
@@ -174,7 +175,7 @@ def refit_lightgbm(
             f"{yy.size} rows"
         )
     model = _classifier(replace(params, n_estimators=int(n_estimators)), seed, n_jobs)
-    model.fit(X, yy)
+    model.fit(X, yy, sample_weight=sample_weight)
     return model
 
 

@@ -35,6 +35,7 @@ from features.settings import FeatureSettings
 from features.snapshots import scoring_spine
 from models import drift
 from models.bundle import band_column
+from models.decay import add_decayed_features
 from models.holdout import HoldoutSpec
 from models.settings import InputError, SettingsError
 from models.subscores import subscore_frame
@@ -175,7 +176,8 @@ def score_open_leads(
         else:
             chunk_events = events.iloc[:0]
         t0 = time.perf_counter()
-        built = build_features(spine, leads.take(rows), chunk_events, fs)
+        built = add_decayed_features(build_features(spine, leads.take(rows), chunk_events, fs),
+                                     chunk_events, fs, bundle.metadata.get("decayed_half_lives"))
         if start == 0:
             check_feature_columns(list(built.columns), bundle)
         if not len(spine):

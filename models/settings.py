@@ -25,6 +25,7 @@ __all__ = [
     "LightGBMSettings",
     "LogRegSettings",
     "ModelError",
+    "SampleSettings",
     "SettingsError",
     "SplitSettings",
     "TrainSettings",
@@ -259,6 +260,27 @@ class TuneSettings:
 
 
 @dataclass(frozen=True)
+class SampleSettings:
+    """The `train.sample` section (see `models.sampling`): when the training split holds
+    more than `max_leads` leads, train on a sample of them, drawn by lead and stratified
+    by outcome; converted leads are kept at `converted_boost` times the rate of the others
+    (capped at 1). `max_leads: null` (the default) never samples."""
+
+    max_leads: int | None = None
+    converted_boost: float = 5.0
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.max_leads is not None:
+            _positive_int("train.sample.max_leads", self.max_leads, minimum=2)
+        boost = _number("train.sample.converted_boost", self.converted_boost)
+        if boost < 1:
+            raise SettingsError(f"`train.sample.converted_boost` must be >= 1; got {boost:g}")
+        if _integer("train.sample.seed", self.seed) < 0:
+            raise SettingsError(f"`train.sample.seed` must be >= 0; got {self.seed!r}")
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """The `train` section."""
 
@@ -274,6 +296,8 @@ class TrainSettings:
     serve: str = "auto"
     # fit and engagement sub-scores beside the served model (models.subscores)
     subscores: bool = True
+    # train on a lead sample of the training split (models.sampling); off by default
+    sample: SampleSettings = field(default_factory=lambda: SampleSettings())
 
     def __post_init__(self) -> None:
         if not isinstance(self.subscores, bool):
@@ -302,18 +326,21 @@ def parse_train(mapping: Mapping[str, Any]) -> TrainSettings:
         "serve",
         "subscores",
     }
-    _check_keys("train", m, set(), scalar | {"lightgbm", "logreg", "tune"})
+    _check_keys("train", m, set(), scalar | {"lightgbm", "logreg", "tune", "sample"})
     lgbm = _mapping("train.lightgbm", m.get("lightgbm", {}))
     _check_keys("train.lightgbm", lgbm, set(), _LGBM_KEYS)
     logreg = _mapping("train.logreg", m.get("logreg", {}))
     _check_keys("train.logreg", logreg, set(), {"C", "min_frequency", "max_iter"})
     tune = _mapping("train.tune", m.get("tune", {}))
     _check_keys("train.tune", tune, set(), {"enabled", "n_trials", "timeout_seconds"})
+    sample = _mapping("train.sample", m.get("sample") or {})
+    _check_keys("train.sample", sample, set(), {"max_leads", "converted_boost", "seed"})
     return TrainSettings(
         **{k: m[k] for k in scalar if k in m},
         lightgbm=LightGBMSettings(**lgbm),
         logreg=LogRegSettings(**logreg),
         tune=TuneSettings(**tune),
+        sample=SampleSettings(**sample),
     )
 
 

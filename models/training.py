@@ -26,6 +26,7 @@ from models.calibration import ScoreCalibrator, fit_calibrator
 from models.estimators import fit_lightgbm, make_logreg, prepare_categories, refit_lightgbm
 from models.linear import LinearContributions
 from models.metrics import log_loss
+from models.sampling import sample_training_leads
 from models.settings import (
     BandSet,
     CalibrationSettings,
@@ -144,6 +145,15 @@ def train_all(
     y = frame["label"].to_numpy(dtype=np.int8)
     result = split_leads(frame, "label", split.fractions, seed=train.seed)
     parts = result.parts.to_numpy()
+    # At scale the training split is a lead sample, weighted by 1 / inclusion probability
+    # (models.sampling; off by default). Calibration and test splits are never sampled.
+    sample = sample_training_leads(frame, parts, train.sample)
+    if sample.sampled:
+        keep = sample.keep
+        frame, parts, y = frame.loc[keep], parts[keep], y[keep]
+        rule_points = None if rule_points is None else rule_points.loc[keep]
+        log.info("train.sample: %s", sample.summary["why"])
+    weight = sample.weight[sample.keep]
     counts = check_positives(y, parts, train)
     cats = categorical_columns(frame, features)
     numeric = [c for c in features if c not in cats]
@@ -158,6 +168,7 @@ def train_all(
     train_rows = frame.loc[is_train]
     val = validation_slice(train_rows, train.validation_fraction, seed=train.seed).to_numpy()
     X_tr, y_tr = X_all.loc[is_train], y[is_train]
+    w_tr = weight[is_train] if sample.sampled else None
 
     # Tuning, early stopping and the choice of settings see the training split only: the
     # older training leads fit, the most recent ones validate (never calibration or test).
@@ -169,7 +180,8 @@ def train_all(
     def refitted(columns: Sequence[str], best_iteration: int) -> lgb.LGBMClassifier:
         """The early-stopped tree count, refitted on every training row (validation too)."""
         rounds = refit_rounds(best_iteration, n_fit, len(val))
-        return refit_lightgbm(X_tr[list(columns)], y_tr, tuned.params, train.seed, rounds)
+        return refit_lightgbm(X_tr[list(columns)], y_tr, tuned.params, train.seed, rounds,
+                              sample_weight=w_tr)
 
     def early_stopped(columns: Sequence[str]) -> lgb.LGBMClassifier:
         X = X_tr[list(columns)]
@@ -192,7 +204,9 @@ def train_all(
     choice = choose_blend(y_tr[val], z_trees, z_linear, serve=train.serve)
 
     lgbm = refitted(features, tuned.best_iteration)
-    logreg = new_logreg().fit(X_tr, y_tr)
+    logreg = new_logreg()
+    step = logreg.steps[-1][0]  # the estimator step takes the sample weights
+    logreg.fit(X_tr, y_tr, **({} if w_tr is None else {f"{step}__sample_weight": w_tr}))
     linear = LinearContributions.from_pipeline(logreg, features)
     w = choice["weight"]
     z_served = w * lgbm.predict_proba(X_all, raw_score=True) + (1 - w) * \
@@ -221,7 +235,7 @@ def train_all(
     calibrators = {
         name: fit_calibrator(
             scores[is_cal], y[is_cal], calibration, seed=train.seed, input_kind=kinds[name],
-            groups=cal_leads,
+            groups=cal_leads, sample_weight=weight[is_cal] if sample.sampled else None,
         )
         for name, scores in raw.items()
     }
@@ -252,7 +266,8 @@ def train_all(
         horizon_days=horizon_days,
         groups=dict(groups or {}),
         metadata={"best_iteration": tuned.best_iteration, "n_trees": int(lgbm.n_estimators),
-                  "lightgbm": settings_dict(tuned.params), "served": choice["served"]},
+                  "lightgbm": settings_dict(tuned.params), "served": choice["served"],
+                  "sample": sample.summary},
         linear=linear if w < 1 else None,
         blend_weight=float(w),
         subscores=fit_subscores(submodels, calibrators,
@@ -262,6 +277,7 @@ def train_all(
     predictions = frame.loc[:, keep].copy()
     predictions["split"] = parts
     predictions["label"] = y
+    predictions["weight"] = weight
     for name in raw:
         predictions[f"raw_{name}"] = raw[name]
         predictions[f"p_{name}"] = calibrated[name]
@@ -269,7 +285,8 @@ def train_all(
         "split": {
             "method": result.method,
             "warning": result.warning,
-            "rows": result.counts(),
+            "rows": {part: int((parts == part).sum()) for part in ("train", "calibration",
+                                                                   "test")},
             "positives": counts,
             "leads": {
                 part: int(frame.loc[parts == part, "lead_id"].nunique())
@@ -290,6 +307,7 @@ def train_all(
         "bands": {name: fb.to_dict() for name, fb in fitted.items()},
         "leads_per_week": per_week,
         "subscores": {name: {"features": len(cols)} for name, (_, cols) in submodels.items()},
+        "sample": sample.summary,
     }
     return TrainResult(
         bundle=bundle,

@@ -17,6 +17,7 @@ import pandas as pd
 from features.build import align_features, build_features
 from features.snapshots import scoring_spine
 from models.bands import fit_bands, projected_leads_per_week, weekly_batches
+from models.decay import add_decayed_features
 
 __all__ = ["simulate_batches", "weekly_bands"]
 
@@ -46,7 +47,8 @@ def simulate_batches(bundle: Any, leads: pd.DataFrame, events: pd.DataFrame, fs:
     if spine.empty:
         return pd.DataFrame({"lead_id": [], "as_of": [], "p": []})
     # one feature pass over every (lead, batch) pair, like a training spine
-    built = build_features(spine, pool, lead_events, fs)
+    built = add_decayed_features(build_features(spine, pool, lead_events, fs), lead_events, fs,
+                                 bundle.metadata.get("decayed_half_lives"))
     X = align_features(built, bundle.features, bundle.categories)
     return pd.DataFrame({"lead_id": spine["lead_id"].to_numpy(),
                          "as_of": spine["as_of"].to_numpy(), "p": bundle.propensity(X)})

@@ -162,7 +162,32 @@ def _stage(module: str, help_text: str) -> None:
     app.command(name=module)(command)
 
 
-_stage("features", "Build point-in-time training snapshots, their features and the leakage audit.")
+EngineOpt = Annotated[
+    str | None,
+    typer.Option("--engine", help="embedded (pandas here) or spark (the same code per lead-hash "
+                 "bucket on a Spark session; needs pyspark and Java >= 17) [default: engine in "
+                 "params.yaml]."),
+]
+
+
+@app.command()
+def features(
+    params: ParamsOpt = Path("params.yaml"),
+    engine: EngineOpt = None,
+    events: Annotated[
+        str | None,
+        typer.Option("--events", help="With --engine spark: the typed events as a Parquet "
+                     "path or table:<name> (a table of the Spark session's catalog) "
+                     "[default: paths.interim/events.parquet]."),
+    ] = None,
+) -> None:
+    """Build point-in-time training snapshots, their features and the leakage audit."""
+    from pipeline.stages import features as stage
+
+    p = _params(params)
+    console.print(stage.render(_guard(stage.from_params, p, engine=engine, events=events)))
+
+
 _stage("train", "Fit LightGBM, logistic regression and the rules baseline; calibrate; fit bands.")
 _stage("evaluate", "Test-split metrics for every scorer, bands.json, plots and the HTML report.")
 _stage(
@@ -287,6 +312,7 @@ def score(
             help="Score leads that lack a column the model's fit features came from (industry, job_title, budget...): those features are 'unknown' for every lead. Without it that is an error; with it the summary and the MLflow run say so.",
         ),
     ] = False,
+    engine: EngineOpt = None,
 ) -> None:
     """Score the open leads as of a moment: scored table (Parquet, Excel-safe CSV, SQL), rejects, and an MLflow run."""
     from pipeline.stages import score as stage
@@ -307,6 +333,7 @@ def score(
         allow_empty=allow_empty,
         trust_model=trust_model,
         allow_missing=allow_missing,
+        engine_name=engine,
     )
     console.print(stage.counts_table(summary))
 

@@ -27,7 +27,13 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import pandas as pd
-import pandera.pandas as pa
+
+with warnings.catch_warnings():
+    # pandera imports pyspark.pandas when pyspark (the Spark engine) is installed, which
+    # warns on every run that pandas >= 3 is not fully supported; leadprop's Spark engine
+    # uses only DataFrames and pandas UDFs, not pyspark.pandas.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
+    import pandera.pandas as pa
 
 from features import pii
 from pipeline.errors import ConfigError, DataError

@@ -202,15 +202,15 @@ def _manifest_key(target: Path, base: Path | None) -> str:
 
 
 def check_manifest(folder: Path | str, names: Iterable[str] | None = None,
-                   stage: str = "ingest") -> None:
-    """DataError when a file recorded in `folder/manifest.json` (those among `names`,
-    relative to `folder`; default: all) does not have the content the manifest records: the
-    files were not written together (a killed `stage`, or a file replaced by hand). No
-    manifest: nothing to check (tables written by an older version or by a test)."""
+                   stage: str = "ingest", manifest: str = MANIFEST_FILE) -> None:
+    """DataError when a file recorded in `folder/<manifest>` (those among `names`, relative
+    to `folder`; default: all) does not have the content the manifest records: the files
+    were not written together (a killed `stage`, or a file replaced by hand). No manifest:
+    nothing to check (outputs written by an older version or by a test)."""
     folder = Path(folder)
-    path = folder / MANIFEST_FILE
+    path = folder / manifest
     if not path.is_file():
-        log.debug("%s: no manifest; the tables' consistency is not checked", folder)
+        log.debug("%s: no manifest; the outputs' consistency is not checked", folder)
         return
     recorded = (read_json(path) or {}).get("files", {})
     wanted = [n for n in (recorded if names is None else names) if n in recorded]
@@ -221,12 +221,21 @@ def check_manifest(folder: Path | str, names: Iterable[str] | None = None,
             f"{folder}: {', '.join(bad)} do{'es' if len(bad) == 1 else ''} not match "
             f"{path} (of {len(wanted)} files written together, {len(bad)} differ): "
             f"`leadprop {stage}` was stopped part-way, or a file was replaced by hand, so "
-            f"the tables may mix two exports. Run `leadprop {stage}` again (or `dvc repro -f "
+            f"its outputs may mix two runs. Run `leadprop {stage}` again (or `dvc repro -f "
             f"{stage}`).",
             file=str(folder / bad[0]),
             n_rows=None,
             example=bad[0],
         )
+
+
+def require_unit(folder: Path | str, names: Sequence[str], stage: str,
+                 manifest: str = MANIFEST_FILE) -> None:
+    """The files `names` (relative to `folder`) that `stage` writes as one unit exist
+    (`require_inputs`) and are those it wrote together (`check_manifest`), else DataError."""
+    folder = Path(folder)
+    require_inputs([folder / n for n in names], stage)
+    check_manifest(folder, names, stage=stage, manifest=manifest)
 
 
 def _umask() -> int:

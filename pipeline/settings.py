@@ -28,6 +28,7 @@ from models.settings import (
     parse_train,
 )
 from pipeline.errors import ConfigError
+from pipeline.spark.session import SparkSettings, check_engine
 
 KNOWN_SECTIONS = (
     "paths",
@@ -44,6 +45,9 @@ KNOWN_SECTIONS = (
     "register",
     "score",
     "rules",
+    "decay",
+    "engine",
+    "spark",
 )
 
 
@@ -215,6 +219,9 @@ class Params:
     score: ScoreSettings
     rules: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+    # `engine`: embedded | spark for `features` and `score`; `spark:` its session settings
+    engine: str = "embedded"
+    spark: SparkSettings = field(default_factory=SparkSettings)
 
     @property
     def source_key(self) -> str:
@@ -277,6 +284,8 @@ def parse_params(raw: Mapping[str, Any]) -> Params:
         ),
         rules=raw.get("rules", {}) or {},
         raw=dict(raw),
+        engine=check_engine(str(raw.get("engine") or "embedded")),
+        spark=SparkSettings.from_params(raw.get("spark")),
     )
 
 

@@ -6,7 +6,10 @@ generator's true probabilities). Writes `reports/metrics.json` (keys
 `test.<scorer>.<metric>`, with lead-clustered 95 % intervals `<metric>_ci_low/high` for ROC
 AUC and log-loss), `reports/bands.json`, `reports/reliability.json` (calibration per snapshot
 age), `reports/plots/*.csv` (DVC plots),
-`reports/model_report.html`, and logs all of it to the training run in MLflow.
+`reports/model_report.html` (all of them as one unit behind
+`reports/evaluate_manifest.json`, which `register` checks), and logs all of it to the
+training run in MLflow. It refuses a model folder or features folder whose manifest does
+not match (a killed `train`/`features`).
 `reports/headline.json` holds the few numbers `dvc metrics show` / `dvc exp show` compare
 (the served model on the test split); `metrics.json` keeps every scorer and metric.
 """
@@ -39,7 +42,7 @@ from models.metrics import (
 from models.subscores import grid_report
 from pipeline import tracking
 from pipeline.console import num, pct, progress, summary_table
-from pipeline.io import read_json, require_inputs, write_json, write_with
+from pipeline.io import dump_json, read_json, require_unit, write_group
 from pipeline.report import ReportContext, promise_verdicts, render_plots, render_report
 
 log = logging.getLogger(__name__)
@@ -49,6 +52,11 @@ CURVES = {
     "calibration": calibration_frame,
     "gains": gains_frame,
 }
+#: The manifest of evaluate's reports and plots (written together; `register` checks it).
+EVALUATE_MANIFEST = "evaluate_manifest.json"
+#: What `register` checks against it: the git-tracked reports (as is the manifest, so a
+#: `git checkout` keeps them in step) that DVC makes `register` depend on.
+EVALUATE_CHECKED = ("metrics.json", "headline.json")
 PLOT_FILES = {
     "roc": "roc.csv",
     "pr": "pr.csv",
@@ -316,15 +324,17 @@ def _plot_csv(curves: dict[str, dict[str, pd.DataFrame]], kind: str) -> pd.DataF
 def from_params(params: Any) -> dict:
     """CLI entry (`leadprop evaluate`)."""
     mdir = Path(params.paths.models)
-    require_inputs(
-        [mdir / f for f in ("bundle.joblib", "predictions.parquet", "summary.json", "run.json")],
-        "train",
-    )
-    require_inputs([Path(params.paths.features) / "train.parquet"], "features")
+    # present, and written together by one `train` / `features` run (their manifests)?
+    require_unit(mdir, ("bundle.joblib", "predictions.parquet", "summary.json", "run.json"),
+                 "train")
+    require_unit(Path(params.paths.features), ("train.parquet",), "features")
     bundle: ScoringBundle = joblib.load(mdir / "bundle.joblib")
     predictions = pd.read_parquet(mdir / "predictions.parquet")
     summary = read_json(mdir / "summary.json")
     features = pd.read_parquet(Path(params.paths.features) / "train.parquet")
+    from pipeline.stages.train import with_learned_decay
+
+    features = with_learned_decay(features, params, bundle)  # learned-decay features
     truth_path = Path(params.paths.raw) / "truth.csv"
     truth = (
         pd.read_csv(truth_path) if truth_path.exists() and params.source == "synthetic" else None
@@ -345,16 +355,20 @@ def from_params(params: Any) -> dict:
         key = f"test.{scorer}.auc_share_of_truth"
         if key in result["flat"]:
             nested["test"][scorer]["auc_share_of_truth"] = result["flat"][key]
-    write_json(reports / "metrics.json", nested)
-    write_json(reports / "headline.json", headline(result["metrics"], summary))
-    write_json(reports / "bands.json", result["bands"])
-    write_json(reports / "subscores.json", result.get("subscores") or {"skipped": "no sub-scores"})
-    write_json(reports / "reliability.json", result["reliability"])
     plots_dir = reports / "plots"
+    jobs: list[tuple[Path, Callable[[Path], None]]] = [
+        (reports / "metrics.json", lambda tmp: dump_json(nested, tmp)),
+        (reports / "headline.json", lambda tmp: dump_json(headline(result["metrics"], summary),
+                                                          tmp)),
+        (reports / "bands.json", lambda tmp: dump_json(result["bands"], tmp)),
+        (reports / "subscores.json",
+         lambda tmp: dump_json(result.get("subscores") or {"skipped": "no sub-scores"}, tmp)),
+        (reports / "reliability.json", lambda tmp: dump_json(result["reliability"], tmp)),
+    ]
     for kind, name in PLOT_FILES.items():
         frame = _plot_csv(result["curves"], kind)
-        write_with(plots_dir / name,
-                   lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.6g"))
+        jobs.append((plots_dir / name,
+                     lambda tmp, f=frame: f.to_csv(tmp, index=False, float_format="%.6g")))
     band_rows = pd.DataFrame(
         [
             {
@@ -370,12 +384,13 @@ def from_params(params: Any) -> dict:
             for b in bs["bands"]
         ]
     )
-    write_with(plots_dir / "bands.csv", lambda tmp: band_rows.to_csv(tmp, index=False))
+    jobs.append((plots_dir / "bands.csv", lambda tmp: band_rows.to_csv(tmp, index=False)))
     for name, png in result["plots"].items():
-        write_with(plots_dir / name, lambda tmp, b=png: tmp.write_bytes(b))
-    write_with(
-        reports / "model_report.html", lambda tmp: tmp.write_text(result["html"], encoding="utf-8")
-    )
+        jobs.append((plots_dir / name, lambda tmp, b=png: tmp.write_bytes(b)))
+    jobs.append((reports / "model_report.html",
+                 lambda tmp: tmp.write_text(result["html"], encoding="utf-8")))
+    # one unit behind reports/evaluate_manifest.json, checked by `register`
+    write_group(jobs, manifest=reports / EVALUATE_MANIFEST, kill_name="evaluate")
 
     run_info = read_json(mdir / "run.json")
     tracking.configure()

@@ -3,12 +3,14 @@
 Reads `paths.interim/{leads,events}.parquet`; writes `paths.features/train.parquet`
 (spine + label + features), `paths.features/meta.json` (snapshot counts, feature list and
 groups) and `paths.reports/leakage_audit.json` (one entry per feature or source column,
-plus `activity_after_outcome`).
+plus `activity_after_outcome`), as one unit behind `paths.features/manifest.json`
+(`write_outputs`); `train`, `evaluate` and `register` check it (`FEATURE_FILES`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,13 @@ from features.fit import CONTRACT_FIT_COLUMNS, KNOWN_COLUMNS
 from features.settings import FeatureSettings, SnapshotSettings
 from features.snapshots import data_end, snapshot_report, training_spine
 from pipeline.errors import ConfigError, DataError
-from pipeline.io import check_manifest, write_json, write_parquet
+from pipeline.io import MANIFEST_FILE, check_manifest, dump_json, write_group
+from pipeline.spark.session import check_engine
 
 log = logging.getLogger(__name__)
 SPINE = ("lead_id", "as_of", "age_days", "created_at", "label")
+#: What the later stages read from `paths.features` (written together, `write_outputs`).
+FEATURE_FILES = ("train.parquet", "meta.json")
 
 
 def feature_settings(params: Any) -> tuple[SnapshotSettings, FeatureSettings]:
@@ -90,9 +95,12 @@ def source_features(raw: list[str], features: list[str]) -> dict[str, list[str]]
 
 
 def run(
-    leads: pd.DataFrame, events: pd.DataFrame | None, snap: SnapshotSettings, fs: FeatureSettings
+    leads: pd.DataFrame, events: pd.DataFrame | None, snap: SnapshotSettings, fs: FeatureSettings,
+    *, build: Callable[..., pd.DataFrame] = build_features,
 ) -> tuple[pd.DataFrame, dict, dict]:
-    """(training frame, meta, leakage audit) from validated tables; no IO."""
+    """(training frame, meta, leakage audit) from validated tables; no IO. `build` makes
+    the features (`build_features`, or the Spark engine's builder, which also carries the
+    audit's `activity_after_outcome`)."""
     end = data_end(leads, events)
     spine = training_spine(leads, snap, end)
     if spine.empty:
@@ -101,7 +109,7 @@ def run(
             f"converted (data end {end:%Y-%m-%d}, ages {list(snap.ages_days)} days, horizon "
             f"{snap.horizon_days} days). Use shorter snapshots.ages_days or label.horizon_days.",
         )
-    frame = build_features(spine, leads, events, fs)
+    frame = build(spine, leads, events, fs)
     cols = feature_columns(frame, SPINE)
     raw = raw_attribute_columns(leads, cols)
     fed = source_features(raw, cols)
@@ -114,7 +122,8 @@ def run(
     )
     for rep in audit["columns"]:
         rep["features"] = fed.get(rep["column"], [rep["column"]])
-    audit["activity_after_outcome"] = activity_after_outcome(leads, events)
+    audit["activity_after_outcome"] = (getattr(build, "activity_after_outcome", None)
+                                       or activity_after_outcome(leads, events))
     meta = {
         "data_end": end.isoformat(),
         "snapshots": snapshot_report(leads, snap, end),
@@ -127,20 +136,40 @@ def run(
     return frame, meta, audit
 
 
-def from_params(params: Any) -> dict:
-    """CLI entry (`leadprop features`)."""
+def from_params(params: Any, *, engine: str | None = None, events: str | None = None) -> dict:
+    """CLI entry (`leadprop features [--engine spark] [--events SOURCE]`)."""
     snap, fs = feature_settings(params)
-    leads, events = read_interim(Path(params.paths.interim))
-    frame, meta, audit = run(leads, events, snap, fs)
+    if check_engine(engine or getattr(params, "engine", "embedded")) == "spark":  # -> Spark
+        from pipeline.spark.features import spark_inputs
+
+        leads, timestamps, build = spark_inputs(params, events)
+        frame, meta, audit = run(leads, timestamps, snap, fs, build=build)
+    else:
+        if events is not None:
+            raise ConfigError("`--events` (another events source) needs --engine spark; the "
+                              "embedded engine reads paths.interim/events.parquet")
+        leads, ev = read_interim(Path(params.paths.interim))
+        frame, meta, audit = run(leads, ev, snap, fs)
     out = Path(params.paths.features)
-    write_parquet(out / "train.parquet", frame)
-    write_json(out / "meta.json", meta)
-    write_json(Path(params.paths.reports) / "leakage_audit.json", audit)
+    write_outputs(out, Path(params.paths.reports), frame, meta, audit)
     for s in audit["suspects"][:10]:
         log.warning(
             "leakage suspect %s (score %.2f): %s", s["column"], s["score"], "; ".join(s["reasons"])
         )
     return summary(meta, audit)
+
+
+def write_outputs(out: Path, reports: Path, frame: pd.DataFrame, meta: dict,
+                  audit: dict) -> None:
+    """Write the training frame, its meta and the leakage audit as one unit: temp files,
+    renames, then `out/manifest.json` of their hashes (`pipeline.io.write_group`), so a kill
+    part-way is refused by the next stage instead of pairing a new frame with an old meta."""
+    write_group(
+        [(out / "train.parquet", lambda tmp: frame.to_parquet(tmp, index=False)),
+         (out / "meta.json", lambda tmp: dump_json(meta, tmp)),
+         (reports / "leakage_audit.json", lambda tmp: dump_json(audit, tmp))],
+        manifest=out / MANIFEST_FILE, kill_name="features",
+    )
 
 
 def summary(meta: dict, audit: dict) -> dict:

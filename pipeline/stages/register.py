@@ -42,7 +42,7 @@ from models.bundle import ScoringBundle, model_input
 from models.metrics import log_loss, roc_auc
 from pipeline import tracking
 from pipeline.errors import ConfigError, DataError, LeadpropError
-from pipeline.io import read_json, require_inputs, write_json
+from pipeline.io import check_manifest, kill_point, read_json, require_unit, write_json
 
 log = logging.getLogger(__name__)
 
@@ -358,17 +358,24 @@ def _brief(err: BaseException) -> str:
 
 def from_params(params: Any) -> dict:
     """CLI entry (`leadprop register`)."""
+    from pipeline.stages.evaluate import EVALUATE_CHECKED, EVALUATE_MANIFEST
+
     mdir = Path(params.paths.models)
-    require_inputs(
-        [mdir / f for f in ("bundle.joblib", "predictions.parquet", "run.json")], "train"
-    )
+    # present, and written together by one `train` / `features` run (their manifests)?
+    require_unit(mdir, ("bundle.joblib", "predictions.parquet", "run.json"), "train")
     features_file = Path(params.paths.features) / "train.parquet"
-    require_inputs([features_file], "features")
+    require_unit(features_file.parent, (features_file.name,), "features")
+    # a torn evaluate (killed between its renames) stops the registration too
+    check_manifest(params.paths.reports, EVALUATE_CHECKED, stage="evaluate",
+                   manifest=EVALUATE_MANIFEST)
     name = params.register.model_name
     source = params.source_key
     bundle: ScoringBundle = joblib.load(mdir / "bundle.joblib")
     predictions = pd.read_parquet(mdir / "predictions.parquet")
     features = pd.read_parquet(features_file)
+    from pipeline.stages.train import with_learned_decay
+
+    features = with_learned_decay(features, params, bundle)  # learned-decay features
     is_test = (predictions["split"] == "test").to_numpy()
     test_x, y = features.loc[is_test], predictions.loc[is_test, "label"].to_numpy()
     run_info = read_json(mdir / "run.json")
@@ -382,7 +389,14 @@ def from_params(params: Any) -> dict:
     base = {"model_name": name, "source": source, "run_id": run_id, "hashes": hashes}
 
     same = find_identical(client, name, hashes)
-    if same is not None:
+    resumed = None
+    if same is not None and same.tags.get(f"{TAG}gate") is None:
+        # registered, but the gate (aliases, then the `gate` tag, last) never finished: a
+        # killed `register`; decide for that version instead of registering it again
+        resumed = str(same.version)
+        log.warning("%s version %s was registered by a run stopped before its gate decision; "
+                    "deciding it now", name, resumed)
+    elif same is not None:
         champion = tracking.registered_version(client, name, "champion")
         champion_now = str(champion.version) if champion is not None else None
         why = (f"identical to version {same.version} (same data, params and code hashes): "
@@ -410,11 +424,14 @@ def from_params(params: Any) -> dict:
     example = model_input(features.head(5), bundle.features)
     refuse_personal(bundle, example, str(mdir / "bundle.joblib"))
     with tracking.start_run(run_id=run_id):
-        info = tracking.log_bundle_model(mdir / "bundle.joblib", registered_model_name=name)
-        version = str(info.registered_model_version)
-        for key, value in {**hashes, "source": source, "gate": decision,
-                           "gate_reason": why[:4000]}.items():
+        if resumed is None:
+            info = tracking.log_bundle_model(mdir / "bundle.joblib", registered_model_name=name)
+            version = str(info.registered_model_version)
+        else:
+            version = resumed
+        for key, value in {**hashes, "source": source}.items():
             client.set_model_version_tag(name, version, f"{TAG}{key}", value)
+        kill_point("register.tagged")
         client.set_registered_model_alias(name, "challenger", version)
         how_to = None
         if promote_it:
@@ -441,6 +458,9 @@ def from_params(params: Any) -> dict:
             "registry_decision.json",
         )
         ml.set_tags({"registered_version": version, "promoted_to_champion": str(promote_it)})
+        # last: the version's gate is complete (`find_identical` + `gate` = nothing to redo)
+        for key, value in {"gate_reason": why[:4000], "gate": decision}.items():
+            client.set_model_version_tag(name, version, f"{TAG}{key}", value)
     record = {
         **base,
         "decision": decision,

@@ -398,6 +398,9 @@ def from_params(params: Any) -> dict:
     predictions = pd.read_parquet(mdir / "predictions.parquet")
     bundle: ScoringBundle = joblib.load(mdir / "bundle.joblib")
     leads, events = read_interim(Path(params.paths.interim))
+    from pipeline.stages.train import with_learned_decay
+
+    features = with_learned_decay(features, params, bundle, events)  # learned-decay features
     if "created_at" not in leads.columns:
         return write_skipped(Path(params.paths.reports),
                              "lead-level data (no created_at): rules need lead ages, events")

@@ -86,6 +86,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.io import check_manifest, read_json, write_json
 from pipeline.model_store import ModelRef, check_trusted, lineage, load_model, same_lineage
 from pipeline.readers import ReadOptions, read_table
+from pipeline.spark.session import check_engine
 
 log = logging.getLogger(__name__)
 
@@ -491,6 +492,7 @@ def from_params(
     allow_empty: bool = False,
     trust_model: bool = False,
     allow_missing: bool = False,
+    engine_name: str | None = None,
 ) -> dict[str, Any]:
     """Score one batch; returns its summary (counts, bands, drift, outputs, MLflow run id).
 
@@ -506,8 +508,12 @@ def from_params(
     anything is read unless `trust_model` (`pipeline.model_store.check_trusted`).
     Leads without a column the model's fit features came from are refused unless
     `allow_missing` (`check_fit_columns`; the summary and the MLflow run then say so).
+    `engine_name` (`--engine`, default params `engine`): `spark` scores on Spark
+    (`pipeline.spark.score`), with the same core and the same table.
     """
     chunk_size = chunk_size or getattr(params.score, "chunk_size", None) or CHUNK_SIZE
+    # `--engine` / params `engine` (not the SQL `engine` below): embedded or spark
+    compute = check_engine(engine_name or getattr(params, "engine", "embedded"))
     if table is not None and db is None:
         raise ConfigError("`--table` needs `--db` (the database URL to write the table to)")
     history = getattr(params, "source_key", "synthetic")  # per-source tables and files
@@ -564,14 +570,23 @@ def from_params(
             log.info("the model carries no drift reference (metadata['reference']): PSI skipped")
 
         bar = _ProgressBar(progress)
+        core = functools.partial(score_leads, file=str(inputs.leads_file),
+                                 phrases=outputs.reason_phrases(params.score),
+                                 holdout=holdout_spec(params))
         try:
-            scored = streaming.score_inputs(
-                inputs, stream, bundle, fs, moment, options=options,
-                chunk_events=getattr(params.score, "chunk_events", None) or streaming.CHUNK_EVENTS,
-                score=functools.partial(score_leads, file=str(inputs.leads_file),
-                                        phrases=outputs.reason_phrases(params.score),
-                                        holdout=holdout_spec(params)),
-                chunk_size=chunk_size, reference=reference, progress=bar)
+            if compute == "spark":
+                # engine dispatch: the same core per lead-hash bucket (pipeline.spark.score)
+                from pipeline.spark.score import score_stage_spark
+
+                scored = score_stage_spark(params, inputs, stream, bundle, fs, moment,
+                                           score=core, chunk_size=chunk_size,
+                                           reference=reference)
+            else:
+                scored = streaming.score_inputs(
+                    inputs, stream, bundle, fs, moment, options=options,
+                    chunk_events=getattr(params.score, "chunk_events", None)
+                    or streaming.CHUNK_EVENTS, score=core,
+                    chunk_size=chunk_size, reference=reference, progress=bar)
         finally:
             bar.close()
         orders = band_orders(bundle)

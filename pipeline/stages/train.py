@@ -4,7 +4,8 @@ time-ordered split, calibrate them, fit band cutoffs; start the MLflow training 
 Reads `paths.features/{train.parquet,meta.json}` (+ `paths.interim` and `rules.yaml` for
 the rules baseline); writes `data/models/`: `bundle.joblib` (the scoring bundle),
 `logreg.joblib`, `predictions.parquet` (every snapshot's split, label and raw/calibrated
-score per scorer), `summary.json` and `run.json` (the MLflow run id).
+score per scorer), `summary.json` and `run.json` (the MLflow run id), as one unit behind
+`data/models/manifest.json` (`write_outputs`), which `evaluate` and `register` check.
 """
 
 from __future__ import annotations
@@ -24,8 +25,15 @@ from models.training import train_all
 from models.weekly import weekly_bands
 from pipeline import pyfunc_model, tracking
 from pipeline.console import num, pct, progress, secs, summary_table
-from pipeline.errors import ConfigError, DataError, LeadpropError
-from pipeline.io import read_json, write_json, write_parquet, write_with
+from pipeline.errors import ConfigError, LeadpropError
+from pipeline.io import (
+    MANIFEST_FILE,
+    dump_json,
+    kill_point,
+    read_json,
+    require_unit,
+    write_group,
+)
 from pipeline.settings import flatten
 
 log = logging.getLogger(__name__)
@@ -82,15 +90,63 @@ def scoring_reference(result: Any, params: Any) -> dict | None:
         return None
     _, fs = feature_settings(params)
     bundle = result.bundle
-    X = bundle.matrix(
-        align_features(build_features(spine, leads, events, fs), bundle.features, bundle.categories)
-    )
+    from models.decay import add_decayed_features
+
+    built = add_decayed_features(build_features(spine, leads, events, fs), events, fs,
+                                 bundle.metadata.get("decayed_half_lives"))
+    X = bundle.matrix(align_features(built, bundle.features, bundle.categories))
     ref = drift_reference(
         X,
         bundle.calibrator.predict(bundle.raw_proba(X)),
         top_features(bundle.features, bundle.model.booster_.feature_importance("gain"), 10),
     )
     return {**ref, "as_of": as_of.isoformat(), "population": "open leads at the test-period start"}
+
+
+def decayed_features(frame: pd.DataFrame, meta: dict, params: Any) -> tuple[pd.DataFrame,
+                                                                           dict, dict]:
+    """Learned decay as features (`models.decay`, params `decay`): half-lives fitted on the
+    training split, kept where they help on the calibration split, added to the frame as
+    `<group>_decayed_hl` (and to meta's features/groups). Returns (frame, meta, summary)."""
+    from models.decay import DecaySettings, add_decayed_features, select_decayed_features
+    from models.split import split_leads
+    from pipeline.stages.features import feature_settings, read_interim
+
+    try:
+        ds = DecaySettings.from_params(params.raw.get("decay"))
+    except ValueError as err:
+        raise ConfigError(f"params: {err}") from err
+    _, fs = feature_settings(params)
+    if not ds.features or not fs.event_groups:
+        return frame, meta, {"chosen": {}, "groups": []}
+    _, events = read_interim(Path(params.paths.interim))
+    if events is None or not len(events):
+        return frame, meta, {"chosen": {}, "groups": []}
+    parts = split_leads(frame, "label", params.split.fractions, seed=params.train.seed).parts
+    with progress("train: learned half-life per intent group (training split)"):
+        fits, chosen = select_decayed_features(frame, parts.to_numpy(), events, fs,
+                                               n_boot=ds.n_boot, seed=params.train.seed)
+    frame = add_decayed_features(frame, events, fs, chosen)
+    cols = [c for c in frame.columns if c.endswith("_decayed_hl") and c[:-11] in chosen]
+    meta = {**meta, "features": [*[c for c in meta["features"] if c not in cols], *cols],
+            "groups": {**(meta.get("groups") or {}),
+                       **{f"{g}_decayed_hl": f"behaviour:{g}" for g in chosen}}}
+    return frame, meta, {"chosen": chosen, "groups": [f.as_dict() for f in fits]}
+
+
+def with_learned_decay(features: pd.DataFrame, params: Any, bundle: Any,
+                       events: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`paths.features/train.parquet`'s frame plus the bundle's `<group>_decayed_hl`
+    columns (`decayed_features`), for the stages after `train` that read it."""
+    from models.decay import add_decayed_features
+    from pipeline.stages.features import feature_settings, read_interim
+
+    half_lives = bundle.metadata.get("decayed_half_lives")
+    if not half_lives:
+        return features
+    if events is None:
+        _, events = read_interim(Path(params.paths.interim))
+    return add_decayed_features(features, events, feature_settings(params)[1], half_lives)
 
 
 def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):  # noqa: ANN201
@@ -116,20 +172,21 @@ def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):
 
 def from_params(params: Any) -> dict:
     """CLI entry (`leadprop train`)."""
+    from pipeline.stages.features import FEATURE_FILES
+
     feat_dir = Path(params.paths.features)
-    if not (feat_dir / "train.parquet").exists():
-        raise DataError(
-            f"{feat_dir / 'train.parquet'}: not found; run `leadprop features` first",
-            file=str(feat_dir / "train.parquet"),
-        )
+    require_unit(feat_dir, FEATURE_FILES, "features")  # present, and written together?
     frame = pd.read_parquet(feat_dir / "train.parquet")
     meta = read_json(feat_dir / "meta.json")
     try:
         points, rules_info = rule_points(frame, params)
     except ValueError as err:
         raise ConfigError(f"rules: {err}") from err
+    frame, meta, decay = decayed_features(frame, meta, params)
     with progress(fitting_label(params, len(frame))):
         result = run(frame, meta, params, points)
+    result.bundle.metadata["decayed_half_lives"] = decay["chosen"]
+    result.summary["decay"] = decay
     if any(bs.uses_capacity for bs in params.bands.values()):
         from pipeline.stages.features import feature_settings, read_interim
 
@@ -148,10 +205,6 @@ def from_params(params: Any) -> dict:
         log.warning(result.summary["split"]["warning"])
 
     out = Path(params.paths.models)
-    out.mkdir(parents=True, exist_ok=True)
-    write_with(out / "bundle.joblib", lambda tmp: joblib.dump(result.bundle, tmp, compress=3))
-    write_with(out / "logreg.joblib", lambda tmp: joblib.dump(result.logreg, tmp, compress=3))
-    write_parquet(out / "predictions.parquet", result.predictions)
     summary = {**result.summary, "rules": rules_info, "data_end": meta["data_end"]}
 
     uri = tracking.configure()
@@ -195,8 +248,10 @@ def from_params(params: Any) -> dict:
         )
         ml.log_dict(summary, "train_summary.json")
         run_id = run_.info.run_id
-    write_json(out / "summary.json", summary)
-    write_json(out / "run.json", {"run_id": run_id, "tracking_uri": uri, "data_hash": data_hash})
+        kill_point("train.run")
+        # inside the run: a kill while writing leaves it RUNNING, closed FAILED next time
+        write_outputs(out, result, summary,
+                      {"run_id": run_id, "tracking_uri": uri, "data_hash": data_hash})
     return {
         "run_id": run_id,
         "best_iteration": summary["lightgbm"]["best_iteration"],
@@ -210,6 +265,20 @@ def from_params(params: Any) -> dict:
         "calibration_ece": {k: v["ece_after"] for k, v in summary["calibration"].items()},
         "served": summary.get("served", {}),
     }
+
+
+def write_outputs(out: Path, result: Any, summary: dict, run_info: dict) -> None:
+    """Write the model folder's five files as one unit behind `out/manifest.json`
+    (`pipeline.io.write_group`): `evaluate` and `register` refuse a mix of two runs."""
+    bundle, logreg, predictions = result.bundle, result.logreg, result.predictions
+    write_group(
+        [(out / "bundle.joblib", lambda tmp: joblib.dump(bundle, tmp, compress=3)),
+         (out / "logreg.joblib", lambda tmp: joblib.dump(logreg, tmp, compress=3)),
+         (out / "predictions.parquet", lambda tmp: predictions.to_parquet(tmp, index=False)),
+         (out / "summary.json", lambda tmp: dump_json(summary, tmp)),
+         (out / "run.json", lambda tmp: dump_json(run_info, tmp))],
+        manifest=out / MANIFEST_FILE, kill_name="train",
+    )
 
 
 def fitting_label(params: Any, rows: int) -> str:

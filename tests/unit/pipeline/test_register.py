@@ -27,6 +27,7 @@ from pipeline.errors import ConfigError
 from pipeline.io import read_json, write_json
 from pipeline.settings import parse_params
 from pipeline.stages import register as stage
+from tests.helpers import tiny_training
 
 T0 = pd.Timestamp("2025-01-01")
 #: The feature columns built from `job_title` (left out of the "reduced" model and split).
@@ -35,14 +36,7 @@ RAW = {
     "snapshots": {"ages_days": [1, 7, 30]},
     "label": {"horizon_days": 30},
     "features": {"windows_days": [7, 30]},
-    "split": {"train": 0.6, "calibration": 0.2, "test": 0.2},
-    "train": {"seed": 1, "min_positives": 5, "min_calibration_positives": 5,
-              "early_stopping_rounds": 10, "validation_fraction": 0.2,
-              "lightgbm": {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 7,
-                           "min_child_samples": 10}},
-    "calibration": {"method": "sigmoid"},
-    "bands": {"temperature": {"policy": "share", "min_band_size": 5, "bands": [
-        {"name": "cold"}, {"name": "warm", "top_share": 0.3}, {"name": "hot", "top_share": 0.1}]}},
+    **tiny_training(),
 }
 
 

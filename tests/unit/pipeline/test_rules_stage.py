@@ -29,6 +29,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.rules_config import load_rules
 from pipeline.settings import parse_params
 from pipeline.stages import rules as stage
+from tests.helpers import tiny_training
 
 T0 = pd.Timestamp("2025-01-01")
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -38,16 +39,9 @@ RAW_PARAMS = {
     "features": {"windows_days": [7, 30], "event_groups": {
         "research": ["site_visit", "newsletter_signup"], "pricing": ["pricing_view"],
         "ready_to_buy": ["demo_request"]}},
-    "split": {"train": 0.6, "calibration": 0.2, "test": 0.2},
-    "train": {"seed": 1, "min_positives": 5, "min_calibration_positives": 5,
-              "early_stopping_rounds": 10, "validation_fraction": 0.2,
-              "lightgbm": {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 7,
-                           "min_child_samples": 10}},
-    "calibration": {"method": "sigmoid"},
+    **tiny_training(60),
     "bands": {
-        "temperature": {"policy": "share", "min_band_size": 5, "bands": [
-            {"name": "cold"}, {"name": "warm", "top_share": 0.3},
-            {"name": "hot", "top_share": 0.1}]},
+        "temperature": tiny_training()["bands"]["temperature"],
         "lifecycle": {"policy": "share", "min_band_size": 5, "bands": [
             {"name": "lead"}, {"name": "MQL", "top_share": 0.4},
             {"name": "SQL", "top_share": 0.15}]},

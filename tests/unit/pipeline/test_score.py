@@ -28,6 +28,7 @@ from pipeline.errors import ConfigError, DataError
 from pipeline.readers import read_table
 from pipeline.settings import parse_params
 from pipeline.stages import score as stage
+from tests.helpers import register_champion, tiny_training
 
 T0 = pd.Timestamp("2025-01-01")
 AS_OF_1 = pd.Timestamp("2025-10-01")
@@ -41,16 +42,9 @@ RAW_PARAMS = {
     "features": {"windows_days": [7, 30], "event_groups": {
         "research": ["site_visit"], "pricing": ["pricing_view"],
         "ready_to_buy": ["demo_request"], "email": ["email_sent", "email_open", "email_click"]}},
-    "split": {"train": 0.6, "calibration": 0.2, "test": 0.2},
-    "train": {"seed": 1, "min_positives": 5, "min_calibration_positives": 5,
-              "early_stopping_rounds": 10, "validation_fraction": 0.2,
-              "lightgbm": {"n_estimators": 60, "learning_rate": 0.1, "num_leaves": 7,
-                           "min_child_samples": 10}},
-    "calibration": {"method": "sigmoid"},
+    **tiny_training(60),
     "bands": {
-        "temperature": {"policy": "share", "min_band_size": 5, "bands": [
-            {"name": "cold"}, {"name": "warm", "top_share": 0.3},
-            {"name": "hot", "top_share": 0.1}]},
+        "temperature": tiny_training()["bands"]["temperature"],
         "lifecycle": {"policy": "share", "min_band_size": 5, "bands": [
             {"name": "lead"}, {"name": "MQL", "top_share": 0.4},
             {"name": "SQL", "top_share": 0.15}]},
@@ -142,17 +136,10 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             leads, events, source="synthetic", source_hash="none",
             features=RAW_PARAMS["features"], ingest={}, contract_version=CONTRACT_VERSION)
         joblib.dump(bundle, root / "bundle.joblib")
-        tracking.configure()
-        ml = tracking.mlflow()
-        ml.set_experiment(tracking.TRAINING_EXPERIMENT)
-        with ml.start_run():
-            info = tracking.log_bundle_model(root / "bundle.joblib",
-                                             registered_model_name="lead-propensity")
-        ml.MlflowClient().set_registered_model_alias("lead-propensity", "champion",
-                                                      str(info.registered_model_version))
+        version = register_champion(root / "bundle.joblib")
         yield {"root": root, "params": params, "leads_raw": leads_raw, "events_raw": events_raw,
                "leads_csv": leads_csv, "events_csv": events_csv, "bundle": bundle, "fs": fs,
-               "version": str(info.registered_model_version), "leads": leads, "events": events}
+               "version": version, "leads": leads, "events": events}
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pipeline.contract import validate_events, validate_leads
 from pipeline.errors import ConfigError, DataError
 from pipeline.readers import ReadOptions, read_table
 from pipeline.settings import parse_params
+from tests.helpers import tiny_training
 
 T0 = pd.Timestamp("2025-01-01")
 AS_OF = pd.Timestamp("2025-10-01")
@@ -23,14 +24,7 @@ NOW = pd.Timestamp("2026-01-01")
 PARAMS = {
     "features": {"windows_days": [7, 30], "event_groups": {
         "research": ["site_visit"], "pricing": ["pricing_view"], "ready_to_buy": ["demo_request"]}},
-    "split": {"train": 0.6, "calibration": 0.2, "test": 0.2},
-    "train": {"seed": 1, "min_positives": 5, "min_calibration_positives": 5,
-              "early_stopping_rounds": 10, "validation_fraction": 0.2,
-              "lightgbm": {"n_estimators": 40, "learning_rate": 0.1, "num_leaves": 7,
-                           "min_child_samples": 10}},
-    "calibration": {"method": "sigmoid"},
-    "bands": {"temperature": {"policy": "share", "min_band_size": 5, "bands": [
-        {"name": "cold"}, {"name": "warm", "top_share": 0.3}, {"name": "hot", "top_share": 0.1}]}},
+    **tiny_training(),
 }
 
 

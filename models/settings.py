@@ -413,9 +413,11 @@ class BandSet:
     scoring_cadence_days: float = 7.0
     min_band_size: int = 30
     conversion_rule: ConversionRule = "band"
-    # lower_bound: a min_conversion promise holds when the Wilson 95 % lower bound of the
-    # band's calibration conversion clears it; point: when the observed rate does
-    promise: str = "lower_bound"
+    # later_batch: a min_conversion promise holds when the Wilson 95 % lower bound of the
+    # band's calibration conversion clears it with the margin a later batch of the same size
+    # needs to clear it at its own lower bound; lower_bound: without that margin; point:
+    # when the observed rate does
+    promise: str = "later_batch"
     leads_per_week: float | None = None
     inflow: str = "trend"
 
@@ -426,9 +428,9 @@ class BandSet:
                 f"`{p}.inflow` must be 'trend' or 'calibration'; got {self.inflow!r}")
         if self.leads_per_week is not None:
             _positive(f"{p}.leads_per_week", self.leads_per_week)
-        if self.promise not in ("lower_bound", "point"):
-            raise SettingsError(
-                f"`{p}.promise` must be 'lower_bound' or 'point'; got {self.promise!r}")
+        if self.promise not in ("later_batch", "lower_bound", "point"):
+            raise SettingsError(f"`{p}.promise` must be 'later_batch', 'lower_bound' or "
+                                f"'point'; got {self.promise!r}")
         if self.conversion_rule not in ("band", "marginal"):
             raise SettingsError(
                 f"`{p}.conversion_rule` must be 'band' or 'marginal'; got {self.conversion_rule!r}"
@@ -557,7 +559,7 @@ def parse_band_set(name: str, mapping: Mapping[str, Any]) -> BandSet:
         scoring_cadence_days=cadence,
         min_band_size=min_size,
         conversion_rule=m.get("conversion_rule", "band"),
-        promise=m.get("promise", "lower_bound"),
+        promise=m.get("promise", "later_batch"),
         leads_per_week=(None if m.get("leads_per_week") is None
                         else _number(f"{p}.leads_per_week", m["leads_per_week"])),
         inflow=m.get("inflow", "trend"),

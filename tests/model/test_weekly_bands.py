@@ -111,6 +111,9 @@ def test_every_feasible_promise_clears_its_lower_bound_in_batch_scoring_of_a_lat
     checked = 0
     for name, fitted_bands in result.bundle.bands.items():
         feasible = {b.name: b.feasible for b in fitted_bands.bands}
+        for band in fitted_bands.bands:
+            if band.target_kind == "min_conversion" and not band.feasible:  # too few leads
+                assert "lower bound plus the margin of a later batch" in band.message
         for row in band_table(rows["p"].to_numpy(), y, fitted_bands):
             if row["promised_conversion"] is None or not feasible[row["name"]]:
                 continue
@@ -119,7 +122,8 @@ def test_every_feasible_promise_clears_its_lower_bound_in_batch_scoring_of_a_lat
                   f"Wilson low {row['ci_low']:.3f}, promise {row['promised_conversion']}")
             assert row["n"] >= 100, (name, row)
             assert row["ci_low"] >= row["promised_conversion"], (name, row)
-    assert checked >= 2
+    # at 4,000 leads the later-batch margin leaves only MQL feasible (warm and hot say why)
+    assert checked >= 1
 
 
 def test_the_fit_records_simulated_weekly_entries(fitted):

@@ -235,7 +235,7 @@ def test_the_lower_bound_promise_is_stricter_and_clears_its_target():
     spec = dict(name="t", policy="conversion", min_band_size=30,
                 bands=(BandSpec("cold"), BandSpec("hot", "min_conversion", 0.5)))
     point = fit_bands(p, y, BandSet(**spec, promise="point"))
-    lower = fit_bands(p, y, BandSet(**spec))
+    lower = fit_bands(p, y, BandSet(**spec, promise="lower_bound"))
     assert lower.cutoffs[0] > point.cutoffs[0]
     hot = lower.bands[1]
     from models.metrics import wilson_interval
@@ -401,3 +401,38 @@ def test_band_set_inflow_is_checked():
     assert parse_band_set("lifecycle", {**spec, "inflow": "calibration"}).inflow == "calibration"
     with pytest.raises(SettingsError, match="inflow` must be 'trend' or 'calibration'"):
         parse_band_set("lifecycle", {**spec, "inflow": "growth"})
+
+
+def test_the_later_batch_promise_survives_the_sampling_error_of_a_later_batch():
+    """`promise: later_batch` (the default) leaves the margin a later batch of the band's
+    size needs: on later batches drawn from the same leads, the band's own Wilson lower
+    bound clears the promise in nearly every batch; `lower_bound` fails about half of them
+    when its band sits at the promise."""
+    from models.bands import apply_bands, later_batch_margin
+    from models.metrics import wilson_interval
+
+    rng = np.random.default_rng(3)
+    spec = dict(name="t", policy="conversion", min_band_size=30,
+                bands=(BandSpec("cold"), BandSpec("hot", "min_conversion", 0.5)))
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        p = rng.beta(1.2, 4, n)
+        return p, (rng.uniform(size=n) < p).astype(int)
+
+    p, y = draw(6000)
+    assert BandSet(**spec).promise == "later_batch"
+    fitted = {k: fit_bands(p, y, BandSet(**spec, promise=k)) for k in ("later_batch",
+                                                                      "lower_bound")}
+    later = fitted["later_batch"].bands[1]
+    assert fitted["later_batch"].cutoffs[0] > fitted["lower_bound"].cutoffs[0]
+    assert wilson_interval(later.conversions, later.n)[0] >= 0.5 + float(
+        later_batch_margin(0.5, later.n)) - 1e-9
+    cleared = {k: 0 for k in fitted}
+    trials = 200
+    for _ in range(trials):
+        p2, y2 = draw(6000)
+        for k, f in fitted.items():
+            inside = apply_bands(p2, f) == "hot"
+            cleared[k] += wilson_interval(int(y2[inside].sum()), int(inside.sum()))[0] >= 0.5
+    assert cleared["later_batch"] >= 0.9 * trials, cleared
+    assert cleared["lower_bound"] < cleared["later_batch"], cleared

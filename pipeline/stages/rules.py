@@ -10,7 +10,7 @@ meta.json}` and `data/models/` (`predictions.parquet` for the split and the mode
   why (one sentence per verdict, `pipeline.rules_report.explain_verdicts`);
 - `rules.learned.yaml`: the suggested rule set (learned, rounded points; thresholds that hit
   the model's band targets on the calibration split), loadable with `load_rules`;
-- `rules_headline.json` (DVC metrics: ROC AUC per scorer, verdict counts) and
+- `rules_headline.json` (DVC metrics: the manual and learned points' test ROC AUC) and
   `rules_performance.json`: manual rules, learned-point rules, logistic regression and
   LightGBM on the test split: ROC/PR AUC, conversion per band with Wilson intervals, the
   hot band's leads and conversions (`pipeline.rules_report`);
@@ -65,16 +65,16 @@ HEADLINE_FILE = "rules_headline.json"
 
 
 def rules_headline(performance: dict) -> dict:
-    """The few numbers `dvc metrics show` compares: test ROC AUC per scorer (manual rules,
-    learned points, logistic regression, LightGBM) and how many rules got each verdict."""
+    """The two numbers `dvc metrics show` compares for the rules: the test ROC AUC of the
+    manual points and of the learned points (`rules.manual_auc`, `rules.learned_auc`; the
+    models' AUCs are in headline.json and the verdict counts in rules_performance.json)."""
     if "skipped" in performance:
-        return {"skipped": 1}
+        return {"rules": {"skipped": 1}}
     scorers = performance.get("scorers", {})
-    out: dict = {f"{name}_roc_auc": round(float(s["roc_auc"]), 4)
-                 for name, s in scorers.items() if s.get("roc_auc") is not None}
-    out["verdicts"] = {k.replace(" ", "_"): int(v)
-                       for k, v in performance.get("verdicts", {}).items()}
-    return out
+    names = {"manual_rules": "manual_auc", "learned_rules": "learned_auc"}
+    return {"rules": {short: round(float(scorers[name]["roc_auc"]), 4)
+                      for name, short in names.items()
+                      if scorers.get(name, {}).get("roc_auc") is not None}}
 WEIGHTS_FILE = "rules_vs_model_weights.csv"
 SUMMARY_FILE = "rules_summary.md"
 PLOTS_DIR = "rules_plots"

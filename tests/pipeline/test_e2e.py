@@ -92,6 +92,11 @@ def test_dvc_metrics_show_reads_the_compact_headlines(project: tuple[Path, dict]
     assert headline["roc_auc"] == round(metrics["served"]["roc_auc"], 4)
     assert headline["auc_share_of_truth"] == round(
         metrics["served"]["roc_auc"] / metrics["truth"]["roc_auc"], 4)
+    rules = json.loads((work / "reports" / "rules_headline.json").read_text())["rules"]
+    assert set(rules) == {"manual_auc", "learned_auc"}
+    # compact: one readable line per file (it was ~450 characters with every metric)
+    table = _run([str(Path(sys.executable).parent / "dvc"), "metrics", "show"], work, env)
+    assert max(len(line) for line in table.stdout.splitlines()) <= 200, table.stdout
 
 
 def test_dvc_plots_draw_one_line_per_scorer_offline(project: tuple[Path, dict]) -> None:

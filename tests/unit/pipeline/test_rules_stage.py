@@ -419,6 +419,9 @@ def test_from_params_writes_the_reports_and_logs_to_the_training_run(world, tmp_
                  stage.WEIGHTS_FILE, stage.SUMMARY_FILE):
         assert (reports / name).exists(), name
     assert set(shown["roc_auc"]) == set(report.SCORERS)
+    headline = json.loads((reports / stage.HEADLINE_FILE).read_text())["rules"]
+    assert headline == {"manual_auc": round(shown["roc_auc"]["manual_rules"], 4),
+                        "learned_auc": round(shown["roc_auc"]["learned_rules"], 4)}
     assert any(s.startswith("newsletter signup") for s in shown["most_wrong"]) or \
         "wrong sign" in shown["verdicts"]
     data = ml.MlflowClient().get_run(run_id).data

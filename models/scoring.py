@@ -176,8 +176,7 @@ def score_open_leads(
         else:
             chunk_events = events.iloc[:0]
         t0 = time.perf_counter()
-        built = add_decayed_features(build_features(spine, leads.take(rows), chunk_events, fs),
-                                     chunk_events, fs, bundle.metadata.get("decayed_half_lives"))
+        built = built_features(spine, leads.take(rows), chunk_events, fs, bundle)
         if start == 0:
             check_feature_columns(list(built.columns), bundle)
         if not len(spine):
@@ -214,6 +213,37 @@ def score_open_leads(
     if holdout is not None and not parts:
         table["holdout"] = pd.Series(dtype="bool")
     return ScoredLeads(table, not_open, counts)
+
+
+def built_features(spine: pd.DataFrame, leads: pd.DataFrame, events: pd.DataFrame | None,
+                   fs: FeatureSettings, bundle: Any) -> pd.DataFrame:
+    """The spine's features as scoring builds them (`build_features` + the bundle's learned
+    decay features), before `align_features`; each row sees its own `as_of`."""
+    return add_decayed_features(build_features(spine, leads, events, fs), events, fs,
+                                bundle.metadata.get("decayed_half_lives"))
+
+
+def features_at(spine: pd.DataFrame, leads: pd.DataFrame, events: pd.DataFrame | None,
+                fs: FeatureSettings, bundles: Sequence[Any]) -> pd.DataFrame:
+    """The aligned features of `spine` (`lead_id`, `as_of` per row, e.g. an earlier
+    batch's moment) exactly as `score_open_leads` builds them from these leads and events:
+    extra columns typed on `leads` (`pin_extra_types`), behaviour only from events strictly
+    before each row's as_of. Columns: every feature of `bundles` (the first one's category
+    levels win), indexed by lead_id in spine order. For rebuilding what an earlier batch
+    saw (score-change attribution), pass the leads and events this batch scores."""
+    leads, witness = pin_extra_types(leads, fs)
+    rows = np.union1d(pd.Index(leads["lead_id"].astype(str)).get_indexer(
+        spine["lead_id"].astype(str)), witness)
+    events = empty_events() if events is None else events
+    built = built_features(spine.reset_index(drop=True), leads.take(rows), events, fs,
+                           bundles[0])
+    columns = list(dict.fromkeys(c for b in bundles for c in b.features))
+    levels: dict[str, Any] = {}
+    for b in reversed(bundles):
+        levels.update(b.categories)
+    out = align_features(built, columns, levels)
+    out.index = pd.Index(spine["lead_id"].astype(str).to_numpy(), name="lead_id")
+    return out
 
 
 def _empty_scored(bands: Mapping[str, Any]) -> pd.DataFrame:

@@ -2,7 +2,9 @@
 
 Files: `--out PATH` names the batch. `PATH.parquet` and `PATH.csv` are written, or only one
 of them when PATH itself ends in `.parquet` / `.csv`; `<base>.rejects.csv` (leads set
-aside, with `source_row` and `reason`) and `<base>.rejects_events.csv` always go along.
+aside, with `source_row` and `reason`) and `<base>.rejects_events.csv` always go along, and
+`<base>.movers.csv` (the biggest score changes since the previous batch) when the stage
+passes one.
 All files of a batch are written to temporary files first and renamed over the old ones
 only when every one of them (and the SQL append, if any) succeeded: a crash mid-write leaves
 the previous batch's files untouched. Between the SQL commit and the last rename a journal,
@@ -102,6 +104,7 @@ class OutputPaths:
     csv: Path | None
     rejects: Path
     rejects_events: Path
+    movers: Path | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return {k: (str(v) if v is not None else None) for k, v in self.__dict__.items()}
@@ -109,7 +112,8 @@ class OutputPaths:
 
 def output_paths(out: Path | str) -> OutputPaths:
     """`data/scored/scored_leads` -> .parquet + .csv; `x.csv` -> CSV only; `x.parquet` ->
-    Parquet only. Rejects go next to them as `<base>.rejects.csv`."""
+    Parquet only. Rejects go next to them as `<base>.rejects.csv`, the biggest score
+    changes as `<base>.movers.csv`."""
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix in (".csv", ".parquet"):
@@ -122,7 +126,7 @@ def output_paths(out: Path | str) -> OutputPaths:
     if not base.name:
         raise ConfigError(f"`--out` must name a file (without or with .csv/.parquet); got {out}")
     return OutputPaths(parquet, csv, Path(f"{base}.rejects.csv"),
-                       Path(f"{base}.rejects_events.csv"))
+                       Path(f"{base}.rejects_events.csv"), Path(f"{base}.movers.csv"))
 
 
 # -------------------------------------------------------------------------------- CSV
@@ -178,12 +182,16 @@ def write_batch_files(
     batch_id: str | None = None,
     sql_target: str | None = None,
     allow_empty: bool = False,
+    movers: pd.DataFrame | None = None,
 ) -> None:
     """Write every file of the batch to temporary files, call `then()` (e.g. the SQL append),
     and only then move them all into place (Parquet last). Any exception before the renames
     leaves the old files as they were. The journal `<base>.pending.json` (batch id,
     `sql_target` when `then` is given, file hashes in rename order) is written before
     `then` and the renames and removed after them, for `recover_interrupted`.
+    `movers` (the batch's biggest score changes) goes to `paths.movers` with the others;
+    without it an earlier batch's movers file is removed once the batch is in place, so it
+    never sits next to a batch it does not describe.
 
     DataError, before anything is written, when `scored` is empty and the files hold a batch
     with rows, unless `allow_empty`.
@@ -198,6 +206,8 @@ def write_batch_files(
         (paths.rejects_events, lambda tmp: write_excel_csv(rejects_events, tmp)),
         (paths.rejects, lambda tmp: write_excel_csv(rejects, tmp)),
     ]
+    if movers is not None and paths.movers is not None:
+        jobs.append((paths.movers, lambda tmp: write_excel_csv(movers, tmp)))
     if paths.csv is not None:
         jobs.append((paths.csv, lambda tmp: write_excel_csv(scored, tmp)))
     if paths.parquet is not None:
@@ -218,6 +228,8 @@ def write_batch_files(
 
     write_group(jobs, kill_name="score", before_rename=commit)
     journal.unlink(missing_ok=True)
+    if movers is None and paths.movers is not None:
+        paths.movers.unlink(missing_ok=True)
 
 
 def journal_path(paths: OutputPaths) -> Path:
@@ -292,6 +304,10 @@ def recover_interrupted(paths: OutputPaths, engine: Any = None,
 # ---------------------------------------------------------------------- previous batch
 
 PREVIOUS_PREFIX = "previous_"
+#: What score-change attribution needs of the previous batch (`scores=True`).
+SCORE_COLUMNS = ("score", "model_version", "as_of")
+#: A re-run's own change columns, carried over as they are (`scores=True`).
+CHANGE_COLUMNS = ("score_change", "change_reasons")
 
 
 def read_previous_file(paths: OutputPaths) -> pd.DataFrame | None:
@@ -321,7 +337,8 @@ def read_previous_file(paths: OutputPaths) -> pd.DataFrame | None:
 
 
 def select_previous(
-    frame: pd.DataFrame | None, batch_id: str, as_of: pd.Timestamp, band_columns: Sequence[str]
+    frame: pd.DataFrame | None, batch_id: str, as_of: pd.Timestamp, band_columns: Sequence[str],
+    *, scores: bool = False,
 ) -> tuple[pd.DataFrame | None, str | None]:
     """(previous bands per lead: `lead_id` + band columns, previous batch id) from the last
     batch's file.
@@ -330,6 +347,10 @@ def select_previous(
       so a re-run gives the same change columns;
     - it holds an earlier batch (as_of before this one): its band columns;
     - otherwise (a later or same-moment batch of another model): no comparison.
+
+    With `scores` (score-change attribution) the frame also holds `SCORE_COLUMNS` of an
+    earlier batch (`score` as float, `model_version`, `as_of`), or a re-run's own
+    `CHANGE_COLUMNS`, when the file has them.
     """
     if frame is None or frame.empty or "lead_id" not in frame.columns:
         return None, None
@@ -338,27 +359,45 @@ def select_previous(
     if prev_id == batch_id:
         cols = {f"{PREVIOUS_PREFIX}{c}": c for c in band_columns
                 if f"{PREVIOUS_PREFIX}{c}" in frame.columns}
-        if not cols:
+        carried = [c for c in CHANGE_COLUMNS if scores and c in frame.columns]
+        if not cols and not carried:
             return None, None
-        prev = frame[["lead_id", *cols]].rename(columns=cols)
-        prev = prev[prev[list(cols.values())].notna().any(axis=1)]
+        prev = frame[["lead_id", *cols, *carried]].rename(columns=cols)
+        held = prev[list(cols.values())].notna().any(axis=1)
+        if "score_change" in carried:
+            held |= pd.to_numeric(prev["score_change"], errors="coerce").notna()
         log.info("re-run of batch %s: its change columns are carried over", batch_id)
-        return _normalise_previous(prev, band_columns), None
+        return _normalise_previous(prev[held], band_columns, carried), None
     prev_as_of = pd.to_datetime(frame["as_of"], errors="coerce").max() \
         if "as_of" in frame.columns else pd.NaT
     if pd.isna(prev_as_of) or not prev_as_of < as_of:
         log.warning("the previous output is as of %s, not before this batch (%s): the change "
                     "columns are left empty (movement=new)", prev_as_of, as_of)
         return None, None
-    keep = ["lead_id", *[c for c in band_columns if c in frame.columns]]
-    return _normalise_previous(frame[keep], band_columns), prev_id
+    extra = [c for c in SCORE_COLUMNS if scores and c in frame.columns]
+    keep = ["lead_id", *[c for c in band_columns if c in frame.columns], *extra]
+    return _normalise_previous(frame[list(dict.fromkeys(keep))], band_columns, extra), prev_id
 
 
-def _normalise_previous(frame: pd.DataFrame, band_columns: Sequence[str]) -> pd.DataFrame:
+def _normalise_previous(frame: pd.DataFrame, band_columns: Sequence[str],
+                        extra: Sequence[str] = ()) -> pd.DataFrame:
+    """`lead_id` (text), the band columns (None where missing) and the `extra` columns
+    typed: `score` / `score_change` as float, `as_of` as a moment, the rest as text
+    (`change_reasons` empty where missing)."""
     out = pd.DataFrame({"lead_id": frame["lead_id"].astype(str).to_numpy()})
     for col in band_columns:
         out[col] = (frame[col].astype(object).where(frame[col].notna(), None).to_numpy()
                     if col in frame.columns else None)
+    for col in extra:
+        values = frame[col]
+        if col in ("score", "score_change"):
+            out[col] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        elif col == "as_of":
+            out[col] = pd.to_datetime(values, errors="coerce").to_numpy()
+        elif col == "change_reasons":
+            out[col] = values.astype(object).where(values.notna(), "").astype(str).to_numpy()
+        else:
+            out[col] = values.astype(object).where(values.notna(), None).to_numpy()
     return out.drop_duplicates("lead_id", keep="last").reset_index(drop=True)
 
 
@@ -589,12 +628,13 @@ def delete_batch(engine: Any, name: str, batch_id: str) -> int:
 
 def read_previous_sql(
     engine: Any, name: str, as_of: pd.Timestamp, band_columns: Sequence[str],
-    source: str | None = None,
+    source: str | None = None, *, scores: bool = False,
 ) -> tuple[pd.DataFrame | None, str | None]:
     """(previous bands per lead, its batch id) from the latest batch in the table whose
     as_of is before this one (ties: the latest scored_at); (None, None) without one. With
     `source` (the history key, `BatchKey.source`), only that source's batches count (as
-    recorded in `<name>_batches`; a table without it has no per-source record)."""
+    recorded in `<name>_batches`; a table without it has no per-source record). With
+    `scores`, also the batch's `SCORE_COLUMNS` the table has (as `select_previous`)."""
     from sqlalchemy import MetaData, Table, exc, func, inspect, select
 
     check_table_name(name)
@@ -629,15 +669,16 @@ def read_previous_sql(
                 return None, None
             prev_id = str(found[0])
             cols = [c for c in band_columns if c in table.c]
-            rows = conn.execute(select(table.c.lead_id, *[table.c[c] for c in cols])
+            extra = [c for c in SCORE_COLUMNS if scores and c in table.c and c not in cols]
+            rows = conn.execute(select(table.c.lead_id, *[table.c[c] for c in [*cols, *extra]])
                                 .where(table.c.batch_id == prev_id)).all()
     except exc.SQLAlchemyError as err:
         raise DataError(
             f"reading the previous batch from table {name!r} failed ({type(err).__name__}: "
             f"{_first_line(err)})."
         ) from None
-    frame = pd.DataFrame([tuple(r) for r in rows], columns=["lead_id", *cols])
-    return _normalise_previous(frame, band_columns), prev_id
+    frame = pd.DataFrame([tuple(r) for r in rows], columns=["lead_id", *cols, *extra])
+    return _normalise_previous(frame, band_columns, extra), prev_id
 
 
 def read_batches(engine: Any, name: str) -> pd.DataFrame:

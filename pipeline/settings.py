@@ -148,7 +148,38 @@ class RegisterSettings:
 
 
 SCORE_KEYS = ("as_of", "model", "formats", "csv_sep", "csv_decimal", "history", "phrases",
-              "pass_through", "chunk_events", "holdout_share", "holdout_key")
+              "pass_through", "chunk_events", "holdout_share", "holdout_key", "attribution")
+ATTRIBUTION_KEYS = ("enabled", "movers")
+
+
+@dataclass(frozen=True)
+class AttributionSettings:
+    """`score.attribution:` score-change attribution against the previous batch
+    (`models.attribution`): `enabled` adds `score_change` / `change_reasons` to the scored
+    table (off: the columns are left out), `movers` is how many of the biggest movers go to
+    `<out>.movers.csv` and the MLflow run."""
+
+    enabled: bool = True
+    movers: int = 50
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"`score.attribution.enabled` must be true or false; got "
+                              f"{self.enabled!r}")
+        _positive("score.attribution.movers", self.movers, integer=True, allow_zero=True)
+
+    @classmethod
+    def parse(cls, raw: Any) -> AttributionSettings:
+        """From the params mapping (or an instance, or null for the defaults)."""
+        if isinstance(raw, cls):
+            return raw
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise ConfigError("`score.attribution` must be a mapping like {enabled: true, "
+                              f"movers: 50}}; got {raw!r}")
+        _check_keys("score.attribution", raw, ATTRIBUTION_KEYS)
+        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -172,9 +203,13 @@ class ScoreSettings:
     # randomised holdout of open leads (`models.holdout`): share in [0, 1) and hash key
     holdout_share: float = 0.05
     holdout_key: str = "leadprop-holdout-v1"
+    # score-change attribution against the previous batch (`AttributionSettings`)
+    attribution: AttributionSettings = field(default_factory=AttributionSettings)
 
     def __post_init__(self) -> None:
         from pipeline.outputs import TableOptions
+
+        object.__setattr__(self, "attribution", AttributionSettings.parse(self.attribution))
 
         _positive("score.chunk_events", self.chunk_events, integer=True)
 

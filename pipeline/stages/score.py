@@ -24,8 +24,19 @@ one that scored). The table, one row per open lead, sorted by propensity (ties: 
 `lead_id`, `as_of`, `propensity`, `score` (1-99), `temperature`, `lifecycle_stage` (one
 column per band set of the model), `previous_temperature`, `previous_lifecycle_stage`,
 `movement` (`new` / `up` / `down` / `same`: the lifecycle stage decides, then the
-temperature; `new` when the lead was not in the previous batch), `reasons`, `model_version`,
-`scored_at`, `batch_id`.
+temperature; `new` when the lead was not in the previous batch), `score_change`,
+`change_reasons`, `reasons`, `model_version`, `scored_at`, `batch_id`.
+
+`score_change` / `change_reasons` (`score.attribution`, `models.attribution`): for a lead in
+the previous batch, its score minus the published one there, split into the model part (the
+previous batch's model version, loaded from the registry, on the same features) and one part
+per feature family (the same model, features rebuilt at the previous as_of from this batch's
+leads and events, so only events before that moment), with the top one or two causes in
+words. The rebuild happens per chunk inside the scoring core's call (`score_with_changes`),
+so the events are still read only once, bucket by bucket. The biggest movers go to
+`<out>.movers.csv` and the MLflow run (`score_changes/movers.csv`, metrics
+`score_changes.*`). An old model that cannot be loaded leaves the points and says why in
+the words; with `enabled: false` the two columns are left out.
 
 `reasons` are the model's top reasons (`ScoringBundle.explain`) with "▲ " marking a reason
 for and "▼ " one against (instead of "+ " / "− "), so no cell starts like a formula.
@@ -58,6 +69,7 @@ import pandas as pd
 from features.settings import FeatureSettings
 from features.snapshots import NOT_OPEN_REASONS, data_end
 from models import drift
+from models.attribution import PreviousBatch, change_summary, explain_changes
 from models.holdout import HoldoutSpec
 from models.scoring import (  # noqa: F401 - the scoring core, re-exported for callers
     CHUNK_SIZE,
@@ -91,6 +103,9 @@ from pipeline.spark.session import check_engine
 log = logging.getLogger(__name__)
 
 MOVEMENTS = ("new", "up", "down", "same")
+#: The marks of a cause's points in `change_reasons`: never "+"/"-" first (Excel formulas).
+CHANGE_SIGNS = ("▲ +", "▼ −")
+CHANGE_COLUMNS = ("score_change", "change_reasons")
 #: Band columns compared first when deciding `movement`.
 BAND_PRIORITY = ("lifecycle_stage", "temperature")
 _PROGRESS_MIN = 20_000
@@ -277,6 +292,78 @@ def add_changes(table: pd.DataFrame, previous: pd.DataFrame | None,
     return out
 
 
+def score_with_changes(leads: pd.DataFrame, events: pd.DataFrame | None, bundle: Any,
+                       fs: FeatureSettings, as_of: pd.Timestamp, *, core: Any,
+                       previous: PreviousBatch, **kwargs: Any) -> ScoredLeads:
+    """`core` (the stage's `score_leads`) on one chunk of leads and events, then
+    `models.attribution.explain_changes` on the same frames, so the previous batch's
+    features are rebuilt from the events already in memory (any engine, any chunking)."""
+    result = core(leads, events, bundle, fs, as_of, **kwargs)
+    result.table = explain_changes(result.table, leads, events, bundle, fs, as_of, previous)
+    return result
+
+
+def carry_changes(table: pd.DataFrame, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """`score_change` / `change_reasons` looked up by lead_id in `previous` (a re-run's own
+    columns, `scoring_io.CHANGE_COLUMNS`), else NaN / empty: a batch with nothing to compare
+    still has the columns."""
+    out = table.copy()
+    n = len(out)
+    change, words = np.full(n, np.nan), np.full(n, "", dtype=object)
+    if previous is not None and "score_change" in previous.columns:
+        prev = previous.drop_duplicates("lead_id", keep="last").set_index("lead_id")
+        pos = prev.index.get_indexer(out["lead_id"].astype(str))
+        found = pos >= 0
+        change[found] = prev["score_change"].to_numpy(dtype=float)[pos[found]]
+        if "change_reasons" in prev.columns:
+            words[found] = prev["change_reasons"].to_numpy(dtype=object)[pos[found]]
+    out["score_change"] = change
+    out["change_reasons"] = pd.Series(words, index=out.index, dtype="str")
+    return out
+
+
+def previous_scores(previous: pd.DataFrame | None, ref: ModelRef, settings: Any,
+                    chunk_size: int, *, other_lineage: bool = False) -> PreviousBatch | None:
+    """What attribution needs of the previous batch (`select_previous(..., scores=True)`):
+    its published scores, as_of and model; the old model version is loaded from the
+    registry (same registered name) unless it is this one. None without a previous batch
+    with scores. A version that cannot be loaded (deleted, or a model outside the registry)
+    or another model lineage is a logged warning and words in `change_reasons`, never an
+    error."""
+    if previous is None or previous.empty or "score" not in previous.columns:
+        return None
+    versions = (previous["model_version"].dropna().astype(str).unique()
+                if "model_version" in previous.columns else [])
+    old = str(versions[0]) if len(versions) == 1 else "unknown"
+    at = (pd.to_datetime(previous["as_of"], errors="coerce").max()
+          if "as_of" in previous.columns else pd.NaT)
+    scores = pd.Series(previous["score"].to_numpy(dtype=float),
+                       index=previous["lead_id"].astype(str).to_numpy()).dropna()
+    base = {"scores": scores, "as_of": at, "old_version": old, "new_version": ref.version,
+            "movers": settings.movers, "chunk_size": chunk_size, "signs": CHANGE_SIGNS}
+    if other_lineage:
+        return PreviousBatch(**base, compare=False, not_attributed=(
+            "not compared: the previous batch was scored by another model lineage"))
+    if pd.isna(at):
+        log.warning("the previous batch records no as_of: score changes are not attributed")
+        return PreviousBatch(**base, not_attributed="not attributed: the previous batch "
+                             "records no as_of")
+    if old == str(ref.version):
+        return PreviousBatch(**base)
+    if ref.name is None:
+        why = f"the model changed ({old} → {ref.version}) outside the registry"
+    else:
+        try:
+            old_bundle, _ = load_model(f"models:/{ref.name}/{old}")
+        except ConfigError as err:
+            why = f"model v{old} of the previous batch cannot be loaded"
+            log.info("score changes: loading model v%s: %s", old, str(err).splitlines()[0])
+        else:
+            return PreviousBatch(**base, old_bundle=old_bundle)
+    log.warning("score changes: %s; the points are given, their causes are not", why)
+    return PreviousBatch(**base, not_attributed=f"not attributed: {why}")
+
+
 def finish_table(table: pd.DataFrame, as_of: pd.Timestamp, orders: Mapping[str, Any], *,
                  model_version: str, scored_at: pd.Timestamp, batch_id: str) -> pd.DataFrame:
     """The scored table in its published column order, sorted by propensity (desc), then
@@ -290,6 +377,7 @@ def finish_table(table: pd.DataFrame, as_of: pd.Timestamp, orders: Mapping[str, 
     )
     cols = ["lead_id", "as_of", "propensity", "score", *orders,
             *[f"previous_{c}" for c in orders], "movement",
+            *[c for c in CHANGE_COLUMNS if c in out.columns],
             *[c for c in ("holdout", *SCORED_COLUMNS) if c in out.columns], "reasons",
             "model_version",
             "scored_at", "batch_id"]
@@ -434,6 +522,9 @@ def batch_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
         out["score.mean"] = s["mean_score"]
         out.update({_metric_key("propensity", q): v for q, v in s["propensity_quantiles"].items()})
     out.update({_metric_key("psi", k): v["psi"] for k, v in summary["drift"].items()})
+    changes = summary.get("score_changes") or {}
+    out.update({_metric_key("score_changes", k): v for k, v in changes.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)})
     return {k: float(v) for k, v in out.items()}
 
 
@@ -569,10 +660,34 @@ def from_params(
         if not reference:
             log.info("the model carries no drift reference (metadata['reference']): PSI skipped")
 
+        orders = band_orders(bundle)
+        # the previous batch first: attribution runs inside each chunk's scoring call
+        attribution = getattr(params.score, "attribution", None)
+        explain = bool(attribution is not None and attribution.enabled)
+        if engine is not None:
+            previous, previous_id = scoring_io.read_previous_sql(
+                engine, sql.table, moment, list(orders),
+                source=history, scores=explain)  # the same key BatchKey records
+        else:
+            previous, previous_id = scoring_io.select_previous(
+                scoring_io.read_previous_file(paths), batch_id, moment, list(orders),
+                scores=explain)
+        other_lineage = previous_id is not None and not same_lineage(previous_id, ref)
+        before = previous
+        if other_lineage:
+            log.warning("the previous batch %s was scored by another model lineage than %s: "
+                        "its bands are not compared (movement=new)", previous_id, lineage(ref))
+            previous, previous_id = None, None
+        rerun = before is not None and "score_change" in before.columns
+        changes = previous_scores(before, ref, attribution, chunk_size,
+                                  other_lineage=other_lineage) if explain and not rerun else None
+
         bar = _ProgressBar(progress)
         core = functools.partial(score_leads, file=str(inputs.leads_file),
                                  phrases=outputs.reason_phrases(params.score),
                                  holdout=holdout_spec(params))
+        if changes is not None:
+            core = functools.partial(score_with_changes, core=core, previous=changes)
         try:
             if compute == "spark":
                 # engine dispatch: the same core per lead-hash bucket (pipeline.spark.score)
@@ -589,19 +704,17 @@ def from_params(
                     chunk_size=chunk_size, reference=reference, progress=bar)
         finally:
             bar.close()
-        orders = band_orders(bundle)
-        if engine is not None:
-            previous, previous_id = scoring_io.read_previous_sql(
-                engine, sql.table, moment, list(orders),
-                source=history)  # the same key BatchKey records
-        else:
-            previous, previous_id = scoring_io.select_previous(
-                scoring_io.read_previous_file(paths), batch_id, moment, list(orders))
-        if previous_id is not None and not same_lineage(previous_id, ref):
-            log.warning("the previous batch %s was scored by another model lineage than %s: "
-                        "its bands are not compared (movement=new)", previous_id, lineage(ref))
-            previous, previous_id = None, None
-        final = finish_table(add_changes(scored.table, previous, orders), moment, orders,
+        table = scored.table
+        if explain and changes is None:   # nothing to compare, or a re-run's own columns
+            table = carry_changes(table, before if rerun else None)
+        movers, score_changes = None, None
+        if explain:
+            metrics, movers = change_summary(table, attribution.movers)
+            score_changes = {
+                "previous_batch": previous_id if not rerun else "re-run: carried over",
+                "previous_model_version": changes.old_version if changes else None,
+                "not_attributed": changes.not_attributed if changes else "", **metrics}
+        final = finish_table(add_changes(table, previous, orders), moment, orders,
                              model_version=ref.version, scored_at=stamp, batch_id=batch_id)
         final = outputs.with_pass_through(final, inputs.leads, params.score,
                                           file=str(inputs.leads_file))  # scored table only
@@ -620,6 +733,10 @@ def from_params(
                             drift.bin_sizes(reference) if reference else None),
             "outputs": {**paths.as_dict(), "sql": sql.shown if sql else None},
         }
+        if score_changes is not None:
+            summary["score_changes"] = score_changes
+        else:
+            summary["outputs"]["movers"] = None
         if summary["drift_warnings"]:
             log.warning("drift: PSI above %.2f (a significant shift from the training data) "
                         "for %s; check the inputs before trusting this batch", drift.PSI_WARN,
@@ -631,10 +748,10 @@ def from_params(
         append = (lambda: scoring_io.append_batch(engine, sql.table, final, batch_id, key,
                                                   allow_empty)) \
             if engine is not None else None
-        with batch_run(summary, chunk_size) as run_id:  # a failed write is a failed run
+        with batch_run(summary, chunk_size, movers) as run_id:  # failed write = failed run
             summary["outputs"].update(outputs.write_batch(  # csv/xlsx/parquet + history
                 paths, final, inputs.rejects, inputs.rejects_events, bands=bundle.bands,
-                settings=params.score, then=append, batch_id=batch_id,
+                settings=params.score, then=append, batch_id=batch_id, movers=movers,
                 sql_target=sql.shown if sql else None, allow_empty=allow_empty))
         summary["mlflow_run_id"] = run_id
     if leads is None:
@@ -649,10 +766,12 @@ def from_params(
 
 
 @contextmanager
-def batch_run(summary: Mapping[str, Any], chunk_size: int) -> Iterator[str]:
+def batch_run(summary: Mapping[str, Any], chunk_size: int,
+              movers: pd.DataFrame | None = None) -> Iterator[str]:
     """One run in the scoring experiment around the writes: tags and params first, metrics
     and `batch_summary.json` once the outputs are in place (MLflow marks the run failed if
-    the body raises). Yields the run id."""
+    the body raises). `movers` (the biggest score changes: ids, numbers, words) goes to the
+    artifact `score_changes/movers.csv`. Yields the run id."""
     ml = tracking.mlflow()
     ml.set_experiment(tracking.SCORING_EXPERIMENT)
     model, inputs, outputs = summary["model"], summary["inputs"], summary["outputs"]
@@ -677,6 +796,8 @@ def batch_run(summary: Mapping[str, Any], chunk_size: int) -> Iterator[str]:
         })
         yield run.info.run_id
         ml.log_metrics(batch_metrics(summary))
+        if movers is not None:
+            ml.log_text(movers.to_csv(index=False), "score_changes/movers.csv")
         ml.log_dict({**summary, "mlflow_run_id": run.info.run_id}, "batch_summary.json")
 
 
@@ -710,6 +831,12 @@ def counts_table(summary: Mapping[str, Any]) -> Any:
                   f"{e2e['scored'] + e2e['not_open'] + e2e['rejected_at_scoring']:,}")
     for m, n in summary["movement"].items():
         t.add_row(f"movement: {m}", f"{n:,}")
+    changes = summary.get("score_changes")
+    if changes and changes["leads_compared"]:
+        t.add_row("score changes: leads compared", f"{int(changes['leads_compared']):,}")
+        t.add_row("  mean |change| (points)", f"{changes['mean_abs_change']:.1f}")
+        t.add_row("  share from model / data", f"{changes['share_model']:.0%} / "
+                  f"{changes['share_data'] + changes['share_revised']:.0%}")
     for name in summary["drift_warnings"]:
         t.add_row(f"[yellow]drift: {name}[/]", f"PSI {summary['drift'][name]['psi']:.2f}")
     for name in summary.get("missing_fit_columns") or []:

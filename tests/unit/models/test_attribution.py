@@ -125,3 +125,19 @@ def test_words() -> None:
         "industry retail → software"
     assert describe_feature("days_since_last_demo", np.nan, 2.5) == \
         "days since the last demo action none → 2.5"
+
+
+def test_a_published_score_the_rebuild_misses_is_the_revised_part(bundles) -> None:
+    _, model = bundles
+    old = rows()
+    new = old.assign(grp_pricing_30d=0.0)
+    published = model.predict_frame(old)["score"].to_numpy(float) + 3.0   # export revised
+    got = attribute_changes(model, model, old, new, families=GROUPS, old_scores=published,
+                            signs=("▲ +", "▼ −"))
+    expected = model.predict_frame(new)["score"].to_numpy(float) - published
+    assert np.allclose(got["score_change"], expected, atol=1e-12)
+    assert (got["data_part[revised]"] == -3.0).all()
+    parts = got.filter(like="data_part[").sum(axis=1) + got["model_part"]
+    assert np.allclose(parts, got["score_change"], atol=1e-9)
+    assert all(r.startswith(("▲ +", "▼ −")) for r in got["change_reasons"])
+    assert got["change_reasons"].str.contains("revised in the export").any()

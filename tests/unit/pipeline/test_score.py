@@ -180,8 +180,8 @@ def test_every_lead_is_scored_not_open_or_rejected(env, tmp_path):
     scored = pd.read_parquet(tmp_path / "out" / "batch.parquet")
     assert list(scored.columns) == [
         "lead_id", "as_of", "propensity", "score", "temperature", "lifecycle_stage",
-        "previous_temperature", "previous_lifecycle_stage", "movement", "holdout", "reasons",
-        "model_version", "scored_at", "batch_id"]
+        "previous_temperature", "previous_lifecycle_stage", "movement", "score_change",
+        "change_reasons", "holdout", "reasons", "model_version", "scored_at", "batch_id"]
     assert len(scored) == c["scored"] and scored["lead_id"].is_unique
     order = scored.sort_values(["propensity", "lead_id"], ascending=[False, True])
     assert scored["lead_id"].tolist() == order["lead_id"].tolist()

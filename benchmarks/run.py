@@ -16,6 +16,10 @@ the machine they ran on in `reports/bench.json`.
   sample, a later sample scored week by week; the SQL capacity band's new entries per week
   (target: within 20 % of the capacity) and every min_conversion band's Wilson 95 % lower
   bound in the labelled batches (target: >= its promise). Its own sample size (params.yaml).
+- spark: the training feature build on the Spark engine (`local[2]`) against the embedded
+  one at 1M leads and 3M / 10M / 30M events (`benchmarks.bench_spark`): wall time (target:
+  Spark within 3x the embedded), driver / JVM / worker peak RSS (target: driver flat as
+  events grow), seconds per million events. Needs Java >= 17 (skipped without it).
 
 `python -m benchmarks.run --leads 100000 --events 3000000` runs a smaller version.
 """
@@ -73,13 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=30_000_000)
     parser.add_argument("--out", type=Path, default=Path("reports/bench.json"))
     parser.add_argument("--only", choices=("generate", "features", "score", "score_core",
-                                           "bands"),
+                                           "bands", "spark"),
                         action="append")
     parser.add_argument("--score-events", nargs="+",
                         default=["3000000", "10000000", "30000000", "all"],
                         help="event counts of the score benchmark ('all': the whole export)")
+    parser.add_argument("--spark-events", nargs="+", type=int,
+                        default=[3_000_000, 10_000_000, 30_000_000],
+                        help="event counts of the spark benchmark")
     args = parser.parse_args(argv)
-    which = args.only or ["generate", "features", "score", "bands"]
+    which = args.only or ["generate", "features", "score", "bands", "spark"]
     results: dict = {"machine": machine(), "leads": args.leads, "events": args.events}
     with tempfile.TemporaryDirectory() as tmp:
         if "generate" in which:
@@ -115,6 +122,21 @@ def main(argv: list[str] | None = None) -> int:
                 "tmp = tempfile.mkdtemp(dir=" + repr(tmp) + ");"
                 "print(json.dumps(bench(pathlib.Path(tmp)), default=float))"
             )
+        if "spark" in which:
+            from pipeline.spark.session import MIN_JAVA, java_version
+
+            if (java_version() or 0) < MIN_JAVA:
+                results["spark"] = {"skipped": f"no Java >= {MIN_JAVA} (see make check-java)"}
+            else:
+                print(f"spark: {args.leads:,} leads / {args.spark_events} events ...",
+                      flush=True)
+                results["spark"] = _run(
+                    "from benchmarks.bench_spark import main;"
+                    f"main(['--leads', '{args.leads}', '--events', "
+                    f"*{[str(n) for n in args.spark_events]!r}])")
+    if args.only and args.out.exists():  # a partial run keeps the other results
+        old = json.loads(args.out.read_text(encoding="utf-8"))
+        results = {**old, **results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(results, indent=2))

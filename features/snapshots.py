@@ -29,6 +29,8 @@ ingest), see `data_end`.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import pandas as pd
 
@@ -241,7 +243,67 @@ TAIL_GAP_FACTOR = 10
 TAIL_MIN_MOMENTS = 1000  # below this the 99.9th percentile is the maximum itself
 
 
-def data_end(leads: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.Timestamp:
+class Moments(Protocol):
+    """What `robust_max_of` reads of a set of moments (int64 epoch microseconds, no NaT):
+    their count `n`, `lo` and `hi`, a lower bound `distinct_lb` on how many are distinct
+    (0 when unknown), the `top(k)` largest ascending, and all `distinct()` ones sorted.
+    `ArrayMoments` holds them in memory; the Spark engine computes them on the cluster
+    (`pipeline.spark.features.SparkMoments`), so the driver never holds every event."""
+
+    n: int
+    lo: int
+    hi: int
+    distinct_lb: int
+
+    def top(self, k: int) -> np.ndarray: ...
+
+    def distinct(self) -> np.ndarray: ...
+
+
+class ArrayMoments:
+    """`Moments` of values in memory (any order)."""
+
+    def __init__(self, values: np.ndarray, distinct_lb: int = 0) -> None:
+        self.values = np.sort(np.asarray(values, dtype=np.int64))
+        self.n = len(self.values)
+        self.lo = int(self.values[0]) if self.n else 0
+        self.hi = int(self.values[-1]) if self.n else 0
+        self.distinct_lb = distinct_lb
+
+    def top(self, k: int) -> np.ndarray:
+        return self.values[max(self.n - k, 0):]
+
+    def distinct(self) -> np.ndarray:
+        return np.unique(self.values)
+
+
+class UnionMoments:
+    """`Moments` of the union of several sets (their top(k) and distinct values merged)."""
+
+    def __init__(self, parts: list[Moments]) -> None:
+        self.parts = [p for p in parts if p.n]
+        self.n = sum(p.n for p in self.parts)
+        self.lo = min((p.lo for p in self.parts), default=0)
+        self.hi = max((p.hi for p in self.parts), default=0)
+        self.distinct_lb = max((p.distinct_lb for p in self.parts), default=0)
+
+    def top(self, k: int) -> np.ndarray:
+        merged = np.sort(np.concatenate([p.top(min(k, p.n)) for p in self.parts]))
+        return merged[max(len(merged) - k, 0):]
+
+    def distinct(self) -> np.ndarray:
+        return np.unique(np.concatenate([p.distinct() for p in self.parts]))
+
+
+def lead_moments(leads: pd.DataFrame) -> ArrayMoments:
+    """The leads' created_at, converted_at and lost_at moments (NaT left out)."""
+    parts = [as_datetime_us(leads[col]).dropna().to_numpy().view(np.int64)
+             for col in ("created_at", "converted_at", "lost_at") if col in leads.columns]
+    return ArrayMoments(np.concatenate(parts) if parts else np.array([], dtype=np.int64))
+
+
+def data_end(leads: pd.DataFrame, events: pd.DataFrame | None = None, *,
+             event_moments: Moments | None = None) -> pd.Timestamp:
     """The last moment the data knows about (raises when there is no date at all).
 
     The export moment `leads.attrs["exported_at"]` (set by ingest) is authoritative when
@@ -252,33 +314,58 @@ def data_end(leads: pd.DataFrame, events: pd.DataFrame | None = None) -> pd.Time
     With fewer than 1,000 moments there is no such tail and the latest moment is used.
     One lost_at typed as 2062 thus does not move the data end; a real last busy month
     does, since its moments are close together and to the rest.
+
+    The event timestamps come from `events` or, summarised, from `event_moments` (the
+    Spark engine's, computed where the events are).
     """
     if leads.attrs.get("exported_at"):
         return pd.Timestamp(leads.attrs["exported_at"]).as_unit("us")
-    parts = [as_datetime_us(leads[col]) for col in ("created_at", "converted_at", "lost_at")
-             if col in leads.columns]
+    parts: list[Moments] = [lead_moments(leads)]
     if events is not None and "timestamp" in events.columns and len(events):
-        parts.append(as_datetime_us(events["timestamp"]))
-    moments = (pd.concat(parts, ignore_index=True).dropna() if parts
-               else pd.Series(dtype="datetime64[us]"))
-    if moments.empty:
+        parts.append(ArrayMoments(
+            as_datetime_us(events["timestamp"]).dropna().to_numpy().view(np.int64)))
+    if event_moments is not None:
+        parts.append(event_moments)
+    moments = UnionMoments(parts)
+    if not moments.n:
         raise ValueError("data_end: the leads and events hold no dates")
-    return pd.Timestamp(robust_max(moments))
+    return pd.Timestamp(robust_max_of(moments), unit="us")
 
 
 def robust_max(moments: pd.Series) -> pd.Timestamp:
     """The latest of `moments` (datetime, no NaT) once an isolated top tail is left out
     (the rule in `data_end`)."""
-    values = np.sort(moments.to_numpy(dtype="datetime64[us]").astype(np.int64))
-    if len(values) < TAIL_MIN_MOMENTS:
-        return pd.Timestamp(int(values[-1]), unit="us")
-    top = np.quantile(values, TAIL_QUANTILE, method="lower")
-    distinct = np.unique(values)
-    gaps = np.diff(distinct)
-    typical = int(np.median(gaps)) if len(gaps) else 0
-    limit = top + max(TAIL_MIN_GAP.value // 1000, TAIL_GAP_FACTOR * typical)
-    kept = values[values <= limit]
-    return pd.Timestamp(int(kept[-1]), unit="us")
+    values = moments.to_numpy(dtype="datetime64[us]").astype(np.int64)
+    return pd.Timestamp(robust_max_of(ArrayMoments(values)), unit="us")
+
+
+def tail_count(n: int) -> int:
+    """How many of the largest of `n` moments `robust_max_of` reads: from the 99.9th
+    percentile (numpy's "lower" quantile, index floor((n - 1) q)) up."""
+    return n - int(np.floor((n - 1) * TAIL_QUANTILE))
+
+
+def robust_max_of(moments: Moments) -> int:
+    """The rule of `data_end` on a summary of the moments (epoch microseconds).
+
+    The typical gap needs every distinct moment only when it could matter: the median gap
+    of D distinct moments spanning R is below 4 R / (D - 1) (at most a quarter of the D - 1
+    gaps can be 4 R / (D - 1) or more), so when 10 x that is at most 28 days the limit is
+    28 days without reading them.
+    """
+    if moments.n < TAIL_MIN_MOMENTS:
+        return int(moments.hi)
+    top = moments.top(tail_count(moments.n))
+    min_gap = TAIL_MIN_GAP.value // 1000
+    gap = min_gap
+    span = int(moments.hi) - int(moments.lo)
+    if not (moments.distinct_lb >= 1
+            and 4 * TAIL_GAP_FACTOR * span <= min_gap * (moments.distinct_lb - 1)):
+        gaps = np.diff(moments.distinct())
+        typical = int(np.median(gaps)) if len(gaps) else 0
+        gap = max(min_gap, TAIL_GAP_FACTOR * typical)
+    limit = int(top[0]) + gap
+    return int(top[top <= limit][-1])
 
 
 def outcome_labels(spine: pd.DataFrame, leads: pd.DataFrame, horizon_days: float) -> np.ndarray:

@@ -20,7 +20,10 @@ learned half-life helps on validation gets `<group>_decayed_hl`, its decayed cou
 half-life (`features.behaviour.decayed_hl_features`). Half-lives are fitted on the training
 split and judged on the calibration split; the test split is never read. The chosen
 half-lives travel in the bundle (`metadata["decayed_half_lives"]`) so scoring builds the
-same columns (`add_decayed_features`).
+same columns (`add_decayed_features`). With `decay.features: auto` (the default) the columns
+must also help the whole served model: `models.training.train_all` keeps them only when its
+validation log-loss (most recent training leads) drops by more than one standard error
+(`keep_optional`); else the model is fitted without them and the bundle holds none.
 
 Manual rules that subtract points after N days without activity ("-10 after 30 days")
 are read as a half-life by `implied_half_life`: the half-life of the exponential that loses
@@ -32,7 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -265,15 +268,18 @@ def manual_inactivity_half_lives(ruleset: RuleSet,
 
 @dataclass(frozen=True)
 class DecaySettings:
-    """The `decay` params section: `features` turns the learned-decay features on (off by
-    default); `n_boot` is the number of lead-bootstrap draws of each half-life's interval."""
+    """The `decay` params section: `features` says when the chosen groups' learned-decay
+    features enter the model: `auto` (the default) when they lower the served model's
+    validation log-loss, `true` always, `false` never; `n_boot` is the number of
+    lead-bootstrap draws of each half-life's interval."""
 
-    features: bool = False
+    features: bool | Literal["auto"] = "auto"
     n_boot: int = 40
 
     def __post_init__(self) -> None:
-        if not isinstance(self.features, bool):
-            raise ValueError(f"`decay.features` must be true or false; got {self.features!r}")
+        if not isinstance(self.features, bool) and self.features != "auto":
+            raise ValueError("`decay.features` must be true, false or auto; got "
+                             f"{self.features!r}")
         if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot < 0:
             raise ValueError(f"`decay.n_boot` must be an integer >= 0; got {self.n_boot!r}")
 

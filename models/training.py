@@ -4,6 +4,9 @@ row; `models.tuning`), logistic regression, the manual-rules baseline; calibrate
 calibration split; fit band cutoffs on the calibrated LightGBM probabilities. The test split
 is only scored: no fitted parameter depends on its labels.
 
+Optional feature columns (`optional_features`, e.g. the learned-decay `<group>_decayed_hl`)
+are kept only when they help the served model on the validation leads (`keep_optional`).
+
 Pure: frames and typed settings in, fitted objects and a predictions frame out.
 """
 
@@ -114,6 +117,40 @@ def check_positives(y: np.ndarray, parts: np.ndarray, settings: TrainSettings) -
     return counts
 
 
+def row_log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-15) -> np.ndarray:
+    """Each row's negative log-likelihood (`models.metrics.log_loss` is their mean)."""
+    pp = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return -(y * np.log(pp) + (1 - y) * np.log1p(-pp))
+
+
+def keep_optional(loss_without: np.ndarray, loss_with: np.ndarray,
+                  leads: np.ndarray) -> dict[str, Any]:
+    """The one-standard-error rule on the validation leads: optional columns are kept only
+    when the served model's validation log-loss with them is lower than without by more than
+    one standard error of the paired difference (clustered by lead: a lead's snapshots move
+    together). A column that carries nothing lowers the log-loss by luck about as often as
+    it raises it; one standard error keeps it out about five times in six and costs a real
+    gain of a few standard errors little.
+    `loss_*`: each validation row's log-loss; `leads`: each row's lead."""
+    diff = np.asarray(loss_with, dtype=np.float64) - np.asarray(loss_without, dtype=np.float64)
+    codes = pd.factorize(np.asarray(leads))[0]
+    n_leads = int(codes.max()) + 1 if codes.size else 0
+    gain = -float(diff.mean()) if diff.size else 0.0
+    per_lead = np.bincount(codes, weights=diff, minlength=n_leads) + gain * np.bincount(
+        codes, minlength=n_leads)
+    se = (float(np.sqrt(n_leads / (n_leads - 1) * (per_lead ** 2).sum()) / diff.size)
+          if n_leads > 1 else float("inf"))
+    return {
+        "validation_log_loss_without": round(float(np.mean(loss_without)), 6),
+        "validation_log_loss_with": round(float(np.mean(loss_with)), 6),
+        "gain": round(gain, 6),
+        "standard_error": round(se, 6),
+        "kept": bool(gain > se),
+        "rule": "kept when the served model's validation log-loss drops by more than one "
+                "lead-clustered standard error of the paired difference",
+    }
+
+
 def train_all(
     frame: pd.DataFrame,
     features: Sequence[str],
@@ -126,6 +163,7 @@ def train_all(
     groups: Mapping[str, str] | None = None,
     baseline_features: Sequence[str] | None = None,
     subscores: Mapping[str, Sequence[str]] | None = None,
+    optional_features: Sequence[str] | None = None,
 ) -> TrainResult:
     """Fit LightGBM, logistic regression and (when `rule_points` is given, aligned with
     `frame`) the rules baseline; calibrate each on the calibration split; fit bands.
@@ -138,10 +176,19 @@ def train_all(
     fit and engagement sides), each gets its own LightGBM with the same settings, calibrated
     like the others and scored as `p_<name>`: sub-scores that explain, never serve.
 
+    With `optional_features` (columns of `features`), tuning sees the other features only;
+    the served scorer is chosen on the validation leads without them and, with the tuned
+    settings, one more early-stopped LightGBM and logistic regression, with them. They stay
+    when `keep_optional` says so (`summary["optional_features"]`), else every model is
+    fitted without them. Only training-split rows are read for this: never calibration or
+    test labels. (Tuned without them, the comparison leans towards leaving them out.)
+
     `frame` holds `lead_id`, `created_at` (may be absent: stratified split), `as_of`,
     `label` and the feature columns.
     """
     features = list(features)
+    optional = [c for c in (optional_features or ()) if c in features]
+    base = [c for c in features if c not in optional]
     y = frame["label"].to_numpy(dtype=np.int8)
     result = split_leads(frame, "label", split.fractions, seed=train.seed)
     parts = result.parts.to_numpy()
@@ -172,7 +219,7 @@ def train_all(
 
     # Tuning, early stopping and the choice of settings see the training split only: the
     # older training leads fit, the most recent ones validate (never calibration or test).
-    tuned = tune_lightgbm(X_tr.loc[~val, features], y_tr[~val], X_tr.loc[val, features],
+    tuned = tune_lightgbm(X_tr.loc[~val, base], y_tr[~val], X_tr.loc[val, base],
                           y_tr[val], train.lightgbm, train.tune, train.seed,
                           early_stopping_rounds=train.early_stopping_rounds)
     n_fit = int((~val).sum())
@@ -188,23 +235,47 @@ def train_all(
         return fit_lightgbm(X.loc[~val], y_tr[~val], X.loc[val], y_tr[val], tuned.params,
                             train.seed, early_stopping_rounds=train.early_stopping_rounds)
 
-    def early_stopped_rounds(columns: Sequence[str]) -> int:
-        return int(early_stopped(columns).best_iteration_ or tuned.params.n_estimators)
+    def tree_count(model: lgb.LGBMClassifier) -> int:
+        return int(model.best_iteration_ or tuned.params.n_estimators)
 
-    def new_logreg() -> Pipeline:
-        return make_logreg(numeric, cats, train.logreg.C, train.seed,
-                           min_frequency=train.logreg.min_frequency,
+    def new_logreg(columns: Sequence[str]) -> Pipeline:
+        return make_logreg([c for c in numeric if c in columns], [c for c in cats if c in columns],
+                           train.logreg.C, train.seed, min_frequency=train.logreg.min_frequency,
                            max_iter=train.logreg.max_iter)
 
-    # The served scorer: LightGBM, the logistic regression or their blend in log-odds,
-    # whichever has the lowest log-loss on the validation leads (fitted without them).
-    X_val = X_tr.loc[val, features]
-    z_trees = early_stopped(features).predict_proba(X_val, raw_score=True)
-    z_linear = new_logreg().fit(X_tr.loc[~val], y_tr[~val]).decision_function(X_val)
-    choice = choose_blend(y_tr[val], z_trees, z_linear, serve=train.serve)
+    def served_on_validation(columns: Sequence[str]) -> tuple[dict[str, Any], np.ndarray, int]:
+        """The served scorer's choice with `columns` (LightGBM, the logistic regression or
+        their blend in log-odds, whichever has the lowest log-loss on the validation leads,
+        fitted without them), each validation row's log-loss, LightGBM's tree count."""
+        X_val = X_tr.loc[val, list(columns)]
+        trees = early_stopped(columns)
+        z_trees = trees.predict_proba(X_val, raw_score=True)
+        z_linear = new_logreg(columns).fit(X_tr.loc[~val], y_tr[~val]).decision_function(X_val)
+        choice = choose_blend(y_tr[val], z_trees, z_linear, serve=train.serve)
+        w = choice["weight"]
+        return (choice, row_log_loss(y_tr[val], expit(w * z_trees + (1 - w) * z_linear)),
+                tree_count(trees))
 
-    lgbm = refitted(features, tuned.best_iteration)
-    logreg = new_logreg()
+    choice, losses, _ = served_on_validation(base)
+    best_iteration, check = tuned.best_iteration, None
+    if optional:
+        choice_with, losses_with, rounds_with = served_on_validation(features)
+        check = {"columns": optional, **keep_optional(
+            losses, losses_with, train_rows.loc[val, "lead_id"].to_numpy())}
+        log.info("optional features %s: %s (validation log-loss %.5f without, %.5f with)",
+                 ", ".join(optional), "kept" if check["kept"] else "dropped",
+                 check["validation_log_loss_without"], check["validation_log_loss_with"])
+        if check["kept"]:
+            choice, best_iteration = choice_with, rounds_with
+        else:
+            features = base
+            groups = {k: v for k, v in (groups or {}).items() if k not in optional}
+    cats, numeric = [c for c in cats if c in features], [c for c in numeric if c in features]
+    categories = {c: categories[c] for c in cats}
+    X_all, X_tr = X_all[features], X_tr[features]
+
+    lgbm = refitted(features, best_iteration)
+    logreg = new_logreg(features)
     step = logreg.steps[-1][0]  # the estimator step takes the sample weights
     logreg.fit(X_tr, y_tr, **({} if w_tr is None else {f"{step}__sample_weight": w_tr}))
     linear = LinearContributions.from_pipeline(logreg, features)
@@ -217,14 +288,14 @@ def train_all(
     kinds = {"served": "probability", "lightgbm": "probability", "logreg": "probability"}
     basic = [c for c in (baseline_features or ()) if c in features]
     if basic and len(basic) < len(features):
-        basic_model = refitted(basic, early_stopped_rounds(basic))
+        basic_model = refitted(basic, tree_count(early_stopped(basic)))
         raw["lightgbm_basic"] = basic_model.predict_proba(X_all[basic])[:, 1]
         kinds["lightgbm_basic"] = "probability"
     submodels: dict[str, tuple[lgb.LGBMClassifier, list[str]]] = {}
     for name, side in (subscores or {}).items():
         cols = [c for c in side if c in features]
         if cols and len(cols) < len(features):
-            sub = refitted(cols, early_stopped_rounds(cols))
+            sub = refitted(cols, tree_count(early_stopped(cols)))
             raw[name] = sub.predict_proba(X_all[cols])[:, 1]
             kinds[name] = "probability"
             submodels[name] = (sub, cols)
@@ -265,7 +336,7 @@ def train_all(
         bands=fitted,
         horizon_days=horizon_days,
         groups=dict(groups or {}),
-        metadata={"best_iteration": tuned.best_iteration, "n_trees": int(lgbm.n_estimators),
+        metadata={"best_iteration": best_iteration, "n_trees": int(lgbm.n_estimators),
                   "lightgbm": settings_dict(tuned.params), "served": choice["served"],
                   "sample": sample.summary},
         linear=linear if w < 1 else None,
@@ -309,6 +380,8 @@ def train_all(
         "subscores": {name: {"features": len(cols)} for name, (_, cols) in submodels.items()},
         "sample": sample.summary,
     }
+    if check is not None:
+        summary["optional_features"] = check
     return TrainResult(
         bundle=bundle,
         logreg=logreg,

@@ -1,8 +1,9 @@
 """`leadprop features --engine spark`: the training frame built by the embedded feature
 builder (`features.build.build_features`) once per lead-hash bucket on Spark.
 
-The spine (`training_spine`) and the data end are computed once on the driver from the
-leads and the event timestamps, as the embedded stage does. Each bucket gets its leads,
+The spine (`training_spine`) is built once on the driver from the leads and the data end;
+the data end's event part is summarised on Spark (`SparkMoments`), so the driver never
+holds the events. Each bucket gets its leads,
 their snapshots and all of their events, plus riders that make it type its columns like
 the whole table: one event per event type of the whole events table on a lead that is in
 no spine (so every bucket has every `evt_<type>_*` column; the rider's events are dropped
@@ -25,7 +26,7 @@ from features.build import build_features
 from features.fit import UNKNOWN
 from features.settings import FeatureSettings
 from models.scoring import pin_extra_types
-from pipeline.spark.buckets import is_table, read_events, restore_dtypes, run_buckets
+from pipeline.spark.buckets import read_events, restore_dtypes, run_buckets
 from pipeline.streaming import _not_open_rider, bucket_of
 
 #: lead id of the event-type rider: no export has it (a NUL byte cannot come from ingest).
@@ -33,14 +34,34 @@ VOCAB_LEAD = "\x00leadprop-event-types"
 POS = "__spine_pos"
 
 
-def event_timestamps(spark: Any, source: str | Path) -> pd.DataFrame:
-    """The events' `timestamp` column only (what `data_end` needs), typed like the source."""
-    if not is_table(source):
-        import pyarrow.parquet as pq
+class SparkMoments:
+    """The events' timestamps as `features.snapshots.Moments`, computed on Spark: one
+    aggregate (count, min, max, and distinct minutes as the distinct lower bound), the
+    top k by a Spark top-k, and every distinct moment only when the data-end rule needs
+    the median gap (few distinct moments for their span, see `robust_max_of`). The driver
+    holds a few thousand values, not the events."""
 
-        return pq.read_table(str(source), columns=["timestamp"]).to_pandas()
-    frame, template = read_events(spark, source)
-    return restore_dtypes(frame.select("timestamp").toPandas(), template[["timestamp"]])
+    def __init__(self, spark: Any, source: str | Path) -> None:
+        from pyspark.sql import functions as F
+
+        frame, _ = read_events(spark, source)
+        self._us = (frame.select(F.unix_micros(F.col("timestamp").cast("timestamp"))
+                                 .alias("us")).where("us IS NOT NULL"))
+        row = self._us.agg(F.count("us").alias("n"), F.min("us").alias("lo"),
+                           F.max("us").alias("hi"),
+                           F.countDistinct(F.floor(F.col("us") / 60_000_000)).alias("minutes"),
+                           ).collect()[0]
+        self.n = int(row["n"])
+        self.lo, self.hi = int(row["lo"] or 0), int(row["hi"] or 0)
+        self.distinct_lb = int(row["minutes"])
+
+    def top(self, k: int) -> np.ndarray:
+        rows = self._us.orderBy(self._us["us"].desc()).limit(int(k)).collect()
+        return np.sort(np.array([r["us"] for r in rows], dtype=np.int64))
+
+    def distinct(self) -> np.ndarray:
+        rows = self._us.distinct().collect()
+        return np.sort(np.array([r["us"] for r in rows], dtype=np.int64))
 
 
 def event_types(spark: Any, source: str | Path) -> list[Any]:
@@ -52,7 +73,7 @@ def event_types(spark: Any, source: str | Path) -> list[Any]:
 
 class SparkFeatureBuilder:
     """Called like `build_features(spine, leads, events, fs)` by the features stage, with
-    `events` the source's timestamps only; builds on Spark from `events_source` and keeps
+    `events` None; builds on Spark from `events_source` and keeps
     `activity_after_outcome` (the audit's counts, summed over buckets)."""
 
     def __init__(self, spark: Any, events_source: str | Path | None, n_buckets: int) -> None:
@@ -155,11 +176,12 @@ def _sum_activity(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def spark_inputs(params: Any, events: str | Path | None = None
-                 ) -> tuple[pd.DataFrame, pd.DataFrame | None, SparkFeatureBuilder]:
-    """(leads, event timestamps, builder) for the features stage on Spark: the interim
-    leads (read on the driver, as the embedded stage does), the events from `events`
-    (a Parquet path or `table:<name>`) or `paths.interim/events.parquet`, and the session
-    from `spark:` params."""
+                 ) -> tuple[pd.DataFrame, pd.Timestamp, SparkFeatureBuilder]:
+    """(leads, data end, builder) for the features stage on Spark: the interim leads (read
+    on the driver, as the embedded stage does), the data end of those leads and of the
+    events from `events` (a Parquet path or `table:<name>`) or `paths.interim/events.parquet`
+    (`SparkMoments`), and the session from `spark:` params."""
+    from features.snapshots import data_end
     from pipeline.errors import DataError
     from pipeline.io import check_manifest
     from pipeline.spark.session import spark_session
@@ -175,5 +197,7 @@ def spark_inputs(params: Any, events: str | Path | None = None
         source = events_path if events_path.exists() else None
     leads = pd.read_parquet(leads_path)
     spark = spark_session(params.spark)
-    timestamps = event_timestamps(spark, source) if source is not None else None
-    return leads, timestamps, SparkFeatureBuilder(spark, source, params.spark.partitions)
+    moments = (SparkMoments(spark, source) if source is not None
+               and not leads.attrs.get("exported_at") else None)
+    end = data_end(leads, event_moments=moments)
+    return leads, end, SparkFeatureBuilder(spark, source, params.spark.partitions)

@@ -30,18 +30,24 @@ class SparkSettings:
     """`spark:` in params.yaml: `master` (local[2], yarn, spark://host:7077...; ignored when
     a session is already active), `partitions` (lead-hash buckets = Spark groups and shuffle
     partitions), `arrow_batch_rows` (rows per Arrow batch between the JVM and Python),
-    `app_name`."""
+    `app_name`, `driver_memory` (`spark.driver.memory`, e.g. "8g"; in local mode the one JVM
+    is driver and executor; None: Spark's default, 1g)."""
 
     master: str = "local[2]"
     partitions: int = 8
     arrow_batch_rows: int = 10_000
     app_name: str = "leadprop"
+    driver_memory: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("partitions", "arrow_batch_rows"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"`spark.{name}` must be an integer >= 1; got {value!r}")
+        if self.driver_memory is not None and not re.fullmatch(r"\d+[kmgt]?",
+                                                                str(self.driver_memory)):
+            raise ConfigError("`spark.driver_memory` must be a JVM memory size like 4g or "
+                              f"512m; got {self.driver_memory!r}")
         if not isinstance(self.master, str) or not self.master:
             raise ConfigError(f"`spark.master` must be a Spark master URL like local[2]; "
                               f"got {self.master!r}")
@@ -49,10 +55,11 @@ class SparkSettings:
     @classmethod
     def from_params(cls, raw: Any) -> SparkSettings:
         raw = dict(raw or {})
-        unknown = sorted(set(raw) - {"master", "partitions", "arrow_batch_rows", "app_name"})
+        allowed = {"master", "partitions", "arrow_batch_rows", "app_name", "driver_memory"}
+        unknown = sorted(set(raw) - allowed)
         if unknown:
-            raise ConfigError(f"params: unknown key(s) in `spark`: {unknown} (allowed: master, "
-                              "partitions, arrow_batch_rows, app_name)")
+            raise ConfigError(f"params: unknown key(s) in `spark`: {unknown} (allowed: "
+                              f"{', '.join(sorted(allowed))})")
         return cls(**raw)
 
 
@@ -113,8 +120,11 @@ def spark_session(settings: SparkSettings | None = None) -> Any:
     require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder
+    if settings.driver_memory:
+        builder = builder.config("spark.driver.memory", settings.driver_memory)
     session = (
-        SparkSession.builder.master(settings.master)
+        builder.master(settings.master)
         .appName(settings.app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
@@ -123,6 +133,9 @@ def spark_session(settings: SparkSettings | None = None) -> Any:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.arrow_batch_rows))
         .config("spark.sql.session.timeZone", "UTC")
+        # the bucket results (the training frame, the scored table) come back to the driver
+        # whole, as the embedded engine holds them: no 1g cap on them
+        .config("spark.driver.maxResultSize", "0")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
         .getOrCreate()

@@ -96,12 +96,13 @@ def source_features(raw: list[str], features: list[str]) -> dict[str, list[str]]
 
 def run(
     leads: pd.DataFrame, events: pd.DataFrame | None, snap: SnapshotSettings, fs: FeatureSettings,
-    *, build: Callable[..., pd.DataFrame] = build_features,
+    *, build: Callable[..., pd.DataFrame] = build_features, end: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, dict, dict]:
     """(training frame, meta, leakage audit) from validated tables; no IO. `build` makes
     the features (`build_features`, or the Spark engine's builder, which also carries the
-    audit's `activity_after_outcome`)."""
-    end = data_end(leads, events)
+    audit's `activity_after_outcome`); `end` is the data end when the caller has it (the
+    Spark engine summarises the events where they are), else `data_end(leads, events)`."""
+    end = data_end(leads, events) if end is None else end
     spine = training_spine(leads, snap, end)
     if spine.empty:
         raise DataError(
@@ -142,8 +143,8 @@ def from_params(params: Any, *, engine: str | None = None, events: str | None = 
     if check_engine(engine or getattr(params, "engine", "embedded")) == "spark":  # -> Spark
         from pipeline.spark.features import spark_inputs
 
-        leads, timestamps, build = spark_inputs(params, events)
-        frame, meta, audit = run(leads, timestamps, snap, fs, build=build)
+        leads, end, build = spark_inputs(params, events)
+        frame, meta, audit = run(leads, None, snap, fs, build=build, end=end)
     else:
         if events is not None:
             raise ConfigError("`--events` (another events source) needs --engine spark; the "

@@ -642,7 +642,13 @@ def from_params(
             stream = streaming.events_to_stream(
                 inputs, ev_path if has_events else None,
                 validate=events is not None, now=now)
-            if moment is None:
+            if moment is None and compute == "spark" and stream and not stream.validate:
+                from pipeline.spark.features import SparkMoments  # summarised where it is
+                from pipeline.spark.session import spark_session
+
+                moment = data_end(inputs.leads, event_moments=SparkMoments(
+                    spark_session(params.spark), stream.path))
+            elif moment is None:
                 moment = data_end(inputs.leads, streaming.event_timestamps(
                     stream.path, options, now if stream.validate else None) if stream else None)
         if inputs.events_file is None:

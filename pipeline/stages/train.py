@@ -107,7 +107,8 @@ def decayed_features(frame: pd.DataFrame, meta: dict, params: Any) -> tuple[pd.D
                                                                            dict, dict]:
     """Learned decay as features (`models.decay`, params `decay`): half-lives fitted on the
     training split, kept where they help on the calibration split, added to the frame as
-    `<group>_decayed_hl` (and to meta's features/groups). Returns (frame, meta, summary)."""
+    `<group>_decayed_hl` (and to meta's features/groups). Returns (frame, meta, summary);
+    the summary's `features` is the setting (true, false or auto)."""
     from models.decay import DecaySettings, add_decayed_features, select_decayed_features
     from models.split import split_leads
     from pipeline.stages.features import feature_settings, read_interim
@@ -117,11 +118,12 @@ def decayed_features(frame: pd.DataFrame, meta: dict, params: Any) -> tuple[pd.D
     except ValueError as err:
         raise ConfigError(f"params: {err}") from err
     _, fs = feature_settings(params)
+    empty = {"features": ds.features, "chosen": {}, "groups": []}
     if not ds.features or not fs.event_groups:
-        return frame, meta, {"chosen": {}, "groups": []}
+        return frame, meta, empty
     _, events = read_interim(Path(params.paths.interim))
     if events is None or not len(events):
-        return frame, meta, {"chosen": {}, "groups": []}
+        return frame, meta, empty
     parts = split_leads(frame, "label", params.split.fractions, seed=params.train.seed).parts
     with progress("train: learned half-life per intent group (training split)"):
         fits, chosen = select_decayed_features(frame, parts.to_numpy(), events, fs,
@@ -131,7 +133,36 @@ def decayed_features(frame: pd.DataFrame, meta: dict, params: Any) -> tuple[pd.D
     meta = {**meta, "features": [*[c for c in meta["features"] if c not in cols], *cols],
             "groups": {**(meta.get("groups") or {}),
                        **{f"{g}_decayed_hl": f"behaviour:{g}" for g in chosen}}}
-    return frame, meta, {"chosen": chosen, "groups": [f.as_dict() for f in fits]}
+    return frame, meta, {"features": ds.features, "chosen": chosen,
+                         "groups": [f.as_dict() for f in fits]}
+
+
+def decay_to_check(decay: dict) -> list[str] | None:
+    """The decayed columns the model-level check decides on (`decay.features: auto`)."""
+    from models.decay import decayed_columns
+
+    return decayed_columns(decay["chosen"]) if decay["features"] == "auto" else None
+
+
+def settle_decay(result: Any, decay: dict) -> None:
+    """After `train_all`: the bundle's `decayed_half_lives` (the chosen ones, or none when
+    the model-level check dropped their columns) and the summary's `decay`: `decay` plus
+    `used` (what the bundle holds) and `model_check` (`models.training.keep_optional`'s
+    verdict; None when no check ran)."""
+    check = result.summary.pop("optional_features", None)
+    used = decay["chosen"] if check is None or check["kept"] else {}
+    result.bundle.metadata["decayed_half_lives"] = used
+    result.summary["decay"] = {**decay, "used": used, "model_check": check}
+
+
+def decay_metrics(decay: dict) -> dict[str, float]:
+    """The model-level decay check as MLflow metrics (`train.decay.*`); none without one."""
+    check = decay.get("model_check")
+    if not check:
+        return {}
+    return {"train.decay.validation_log_loss_without": check["validation_log_loss_without"],
+            "train.decay.validation_log_loss_with": check["validation_log_loss_with"],
+            "train.decay.kept": float(check["kept"])}
 
 
 def with_learned_decay(features: pd.DataFrame, params: Any, bundle: Any,
@@ -149,8 +180,10 @@ def with_learned_decay(features: pd.DataFrame, params: Any, bundle: Any,
     return add_decayed_features(features, events, feature_settings(params)[1], half_lives)
 
 
-def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):  # noqa: ANN201
-    """Fit everything (no IO): models.training.train_all with typed settings."""
+def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None,  # noqa: ANN201
+        optional: list[str] | None = None):
+    """Fit everything (no IO): models.training.train_all with typed settings; `optional`
+    columns stay only when they help on validation (`optional_features`)."""
     try:
         return train_all(
             frame,
@@ -165,6 +198,7 @@ def run(frame: pd.DataFrame, meta: dict, params: Any, points: pd.Series | None):
             baseline_features=basic_feature_columns(meta["features"]),
             subscores=(subscore_columns(meta["features"], meta.get("groups") or {})
                        if params.train.subscores else None),
+            optional_features=optional,
         )
     except ModelError as err:
         raise LeadpropError(f"train: {err}") from err
@@ -184,9 +218,8 @@ def from_params(params: Any) -> dict:
         raise ConfigError(f"rules: {err}") from err
     frame, meta, decay = decayed_features(frame, meta, params)
     with progress(fitting_label(params, len(frame))):
-        result = run(frame, meta, params, points)
-    result.bundle.metadata["decayed_half_lives"] = decay["chosen"]
-    result.summary["decay"] = decay
+        result = run(frame, meta, params, points, decay_to_check(decay))
+    settle_decay(result, decay)
     if any(bs.uses_capacity for bs in params.bands.values()):
         from pipeline.stages.features import feature_settings, read_interim
 
@@ -244,6 +277,7 @@ def from_params(params: Any) -> dict:
                     f"calibration.{name}.ece_after": c["ece_after"]
                     for name, c in summary["calibration"].items()
                 },
+                **decay_metrics(summary["decay"]),
             }
         )
         ml.log_dict(summary, "train_summary.json")
@@ -264,6 +298,7 @@ def from_params(params: Any) -> dict:
         "calibration": {k: v["method"] for k, v in summary["calibration"].items()},
         "calibration_ece": {k: v["ece_after"] for k, v in summary["calibration"].items()},
         "served": summary.get("served", {}),
+        "decay_check": summary["decay"]["model_check"],
     }
 
 
@@ -318,6 +353,11 @@ def render(result: dict) -> Any:
     model_rows += [(f"calibration: {k}", f"{m}, ECE {num(100 * ece[k], 2, 'pp')}"
                     if ece.get(k) is not None else m)
                    for k, m in result["calibration"].items()]
+    check = result.get("decay_check")
+    if check:
+        with_, without = (num(check[f"validation_log_loss_{k}"], 5) for k in ("with", "without"))
+        model_rows.append(("learned-decay features", f"{'kept' if check['kept'] else 'dropped'}"
+                           f" (validation log-loss {with_} with, {without} without)"))
     model_rows.append(("MLflow run", result["run_id"]))
     model = summary_table("train: model", model_rows,
                           caption="ECE on the calibration split (cross-fitted); the test "

@@ -40,8 +40,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     params["generate"]["leads"] = 3000
     params["train"]["lightgbm"]["n_estimators"] = 300
     params["rules"] = {**params.get("rules", {}), "n_bootstrap": 20}
-    # learned decay as features is off by default; on here, so every stage after `train`
-    # (evaluate, register, rules, score) runs with the bundle's `<group>_decayed_hl` columns
+    # learned decay as features: `auto` by default (kept only when validation says so, which a
+    # sample this small may not); forced on here, so every stage after `train` (evaluate,
+    # register, rules, score) runs with the bundle's `<group>_decayed_hl` columns
     params["decay"] = {"features": True, "n_boot": 10}
     (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     bindir = str(Path(sys.executable).parent)

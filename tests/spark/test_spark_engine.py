@@ -26,7 +26,7 @@ from pipeline import pyfunc_model
 from pipeline.contract import CONTRACT_VERSION
 from pipeline.settings import parse_params
 from pipeline.spark.buckets import read_events, restore_dtypes, run_buckets
-from pipeline.spark.features import build_features_spark, event_timestamps
+from pipeline.spark.features import SparkMoments, build_features_spark
 from pipeline.spark.score import score_spark
 from pipeline.stages import generate, ingest
 from pipeline.streaming import bucket_of
@@ -92,8 +92,13 @@ def test_features_equal_the_embedded_frame(spark, world):
     counts = [c for c in frame.columns if c.startswith(("evt_", "events_", "grp_"))]
     assert counts and frame[counts].equals(world["frame"][counts])  # exactly
     assert activity == activity_after_outcome(leads, events)
-    assert data_end(leads, event_timestamps(spark, world["events_path"])) == \
-        data_end(leads, events)
+    moments = SparkMoments(spark, world["events_path"])
+    assert data_end(leads, event_moments=moments) == data_end(leads, events)
+    us = np.sort(events["timestamp"].dropna().to_numpy(dtype="datetime64[us]").view(np.int64))
+    assert (moments.n, moments.lo, moments.hi) == (len(us), us[0], us[-1])
+    assert 1 <= moments.distinct_lb <= len(np.unique(us))
+    np.testing.assert_array_equal(moments.top(25), us[-25:])
+    np.testing.assert_array_equal(moments.distinct(), np.unique(us))
 
 
 def test_scores_equal_the_embedded_core(spark, world):
@@ -187,6 +192,20 @@ def test_cli_engine_spark_writes_the_embedded_files(spark, world, tmp_path, monk
     assert len(tables["spark"]) > 50 and tables["spark"]["holdout"].any()
     pd.testing.assert_frame_equal(tables["spark"], tables["embedded"], check_exact=False,
                                   rtol=0, atol=1e-9)
+
+
+def test_the_spark_submit_entry_runs_the_cli_in_the_session_it_finds(spark, world, tmp_path):
+    """`spark-submit pipeline/spark/job.py features ...` (README, "On a cluster"): the CLI
+    in the session spark-submit made, with the CLI's exit status."""
+    from pipeline.spark import job
+
+    p = _write_params(tmp_path / "p.yaml", world, features=str(tmp_path / "features"),
+                      reports=str(tmp_path / "reports"), scored=str(tmp_path / "scored"))
+    assert job.main(["features", "--params", str(p), "--engine", "spark"]) == 0
+    assert spark.getActiveSession() is not None  # the session is still the caller's
+    built = pd.read_parquet(tmp_path / "features" / "train.parquet")
+    assert len(built) == len(world["frame"])
+    assert job.main(["features", "--params", str(tmp_path / "missing.yaml")]) == 2
 
 
 def test_spark_score_refuses_a_raw_events_export(spark, world, tmp_path):

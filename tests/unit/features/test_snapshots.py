@@ -5,9 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.settings import SettingsError, SnapshotSettings
-from features.snapshots import data_end, scoring_spine, snapshot_report, training_spine
+from features.snapshots import (
+    ArrayMoments,
+    UnionMoments,
+    data_end,
+    robust_max_of,
+    scoring_spine,
+    snapshot_report,
+    tail_count,
+    training_spine,
+)
 
 T0 = pd.Timestamp("2025-01-01 09:00:00")
 D = pd.Timedelta(days=1)
@@ -203,3 +214,61 @@ def test_data_end_export_moment_is_authoritative():
     leads = _many_leads(10)
     leads.attrs["exported_at"] = "2025-01-01T05:00:00"
     assert data_end(leads) == pd.Timestamp("2025-01-01 05:00:00")
+
+
+def _reference_robust_max(values: np.ndarray) -> int:
+    """The data-end rule written out on every moment (the definition robust_max_of keeps)."""
+    values = np.sort(values)
+    if len(values) < 1000:
+        return int(values[-1])
+    top = np.quantile(values, 0.999, method="lower")
+    gaps = np.diff(np.unique(values))
+    typical = int(np.median(gaps)) if len(gaps) else 0
+    limit = top + max(pd.Timedelta(days=28).value // 1000, 10 * typical)
+    return int(values[values <= limit][-1])
+
+
+class _CountingMoments(ArrayMoments):
+    """Array moments that tell whether the rule asked for every distinct moment."""
+
+    asked_distinct = False
+
+    def distinct(self) -> np.ndarray:
+        self.asked_distinct = True
+        return super().distinct()
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 5000), span_days=st.sampled_from([0.01, 3, 60, 540, 5000]),
+       tail=st.lists(st.integers(0, 40_000), max_size=4), step=st.sampled_from([1, 60e6, 864e8]),
+       split=st.floats(0, 1), seed=st.integers(0, 2**16))
+def test_the_summarised_data_end_rule_equals_the_rule_on_every_moment(n, span_days, tail, step,
+                                                                       split, seed):
+    """robust_max_of on a summary - split in two sets (leads and events), with a distinct
+    lower bound that lets it skip the median gap - gives the rule's own answer."""
+    rng = np.random.default_rng(seed)
+    t0 = pd.Timestamp("2024-01-01").value // 1000
+    body = t0 + (rng.random(n) * span_days * 864e8 // step * step).astype(np.int64)
+    values = np.concatenate([body, t0 + np.array(tail, dtype=np.int64) * 86_400_000_000])
+    cut = int(split * len(values))
+    a, b = values[:cut], values[cut:]
+    lb = max(len(np.unique(a)), len(np.unique(b)))
+    parts = [_CountingMoments(a, distinct_lb=len(np.unique(a))),
+             _CountingMoments(b, distinct_lb=len(np.unique(b)))]
+    summary = UnionMoments(parts)
+    assert summary.distinct_lb == lb
+    assert robust_max_of(summary) == _reference_robust_max(values)
+    assert robust_max_of(ArrayMoments(values)) == _reference_robust_max(values)
+
+
+def test_the_summarised_rule_skips_the_distinct_moments_of_a_dense_log():
+    """30,000 moments over 540 days: the median gap cannot reach 2.8 days, so the rule
+    never asks for every distinct moment (what keeps the Spark driver flat)."""
+    rng = np.random.default_rng(0)
+    values = (pd.Timestamp("2024-01-01").value // 1000
+              + rng.integers(0, 540 * 86_400_000_000, 30_000))
+    values[7] += 40 * 365 * 86_400_000_000  # a poisoned year
+    moments = _CountingMoments(values, distinct_lb=len(np.unique(values)))
+    assert robust_max_of(moments) == _reference_robust_max(values)
+    assert not moments.asked_distinct
+    assert len(moments.top(tail_count(moments.n))) == 31

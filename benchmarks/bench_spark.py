@@ -32,9 +32,9 @@ from typing import Any
 #: Events per Spark partition (= lead-hash bucket) by default, at least MIN_PARTITIONS.
 EVENTS_PER_PARTITION = 1_000_000
 MIN_PARTITIONS = 32
-#: `spark.driver_memory` of the runs: the local JVM (driver + executor) passes each bucket's
-#: pickled leads and its features back through its heap.
-DRIVER_MEMORY = "6g"
+#: `spark.driver_memory` of the runs: Spark's default (1g); the buckets' leads and
+#: features pass as files (`pipeline.spark.buckets.Exchange`), not through the JVM heap.
+DRIVER_MEMORY: str | None = None
 
 
 class TreeSampler:
@@ -123,14 +123,16 @@ def run_embedded(data: Path) -> dict[str, Any]:
             "read_seconds": round(t1 - t0, 2), **mem.peak}
 
 
-def run_spark(data: Path, partitions: int, master: str) -> dict[str, Any]:
-    """The Spark feature build on `data`'s Parquet files (driver in this process)."""
+def run_spark(data: Path, partitions: int, master: str,
+              sample_leads: int | None = None) -> dict[str, Any]:
+    """The Spark feature build on `data`'s Parquet files (driver in this process); with
+    `sample_leads`, for the training sample of that many leads (`sample_spine`)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     from benchmarks.bench_features import _DEFAULT_FEATURES
     from features.settings import FeatureSettings, SnapshotSettings
-    from features.snapshots import data_end, training_spine
+    from features.snapshots import data_end, sample_spine, training_spine
     from pipeline.spark.features import SparkMoments, build_features_spark
     from pipeline.spark.session import SparkSettings, spark_session
 
@@ -145,24 +147,30 @@ def run_spark(data: Path, partitions: int, master: str) -> dict[str, Any]:
         end = data_end(leads, event_moments=SparkMoments(spark, source))
         t2 = time.perf_counter()
         spine = training_spine(leads, SnapshotSettings(), end)
+        if sample_leads:
+            spine, _ = sample_spine(spine, sample_leads)
         frame, _ = build_features_spark(spark, spine, leads, source, fs, partitions)
         t3 = time.perf_counter()
         spark.stop()
     return {"engine": "spark", "master": master, "partitions": partitions,
+            **({"sample_leads": sample_leads} if sample_leads else {}),
             "events": int(pq.ParquetFile(source).metadata.num_rows),
             "snapshot_rows": int(len(frame)), "columns": int(frame.shape[1]),
             "wall_seconds": round(t3 - t1, 2), "session_start_seconds": round(t1 - t0, 2),
             "data_end_seconds": round(t2 - t1, 2), **mem.peak}
 
 
-def _child(engine: str, data: Path, partitions: int, master: str) -> dict[str, Any]:
+def _child(engine: str, data: Path, partitions: int, master: str,
+           sample_leads: int = 0) -> dict[str, Any]:
     """One engine on one data set in a fresh Python process (its own peak memory)."""
     code = ("import json, pathlib, sys; from benchmarks.bench_spark import run_embedded, "
             "run_spark; d = pathlib.Path(sys.argv[1]); "
             "r = run_embedded(d) if sys.argv[2] == 'embedded' else "
-            "run_spark(d, int(sys.argv[3]), sys.argv[4]); print(json.dumps(r))")
+            "run_spark(d, int(sys.argv[3]), sys.argv[4], int(sys.argv[5]) or None); "
+            "print(json.dumps(r))")
     proc = subprocess.run([sys.executable, "-c", code, str(data), engine, str(partitions),
-                           master], capture_output=True, text=True, env=os.environ.copy())
+                           master, str(sample_leads)], capture_output=True, text=True,
+                          env=os.environ.copy())
     if proc.returncode != 0:
         return {"engine": engine, "error": proc.stderr[-3000:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -170,25 +178,31 @@ def _child(engine: str, data: Path, partitions: int, master: str) -> dict[str, A
 
 def bench(n_leads: int, event_counts: list[int], folder: Path, *, master: str = "local[2]",
           events_per_partition: int = EVENTS_PER_PARTITION,
-          engines: tuple[str, ...] = ("embedded", "spark")) -> dict[str, Any]:
+          engines: tuple[str, ...] = ("embedded", "spark"),
+          sample_leads: int = 0) -> dict[str, Any]:
     """Both engines at every event count, the Spark / embedded wall-time ratio, and the
-    work per million events."""
+    work per million events; with `sample_leads`, one more Spark row at the largest count
+    building the training sample of that many leads (what the driver holds at scale)."""
     rows = []
-    for n_events in event_counts:
+    runs = [(n, e, 0) for n in event_counts for e in engines]
+    if sample_leads and "spark" in engines:
+        runs.append((max(event_counts), "spark", sample_leads))
+    for n_events, engine, sample in runs:
         data = frames(folder, n_leads, n_events)
         partitions = max(MIN_PARTITIONS, -(-n_events // events_per_partition))
-        for engine in engines:
-            print(f"spark bench: {engine} {n_leads:,} leads / {n_events:,} events ...",
-                  file=sys.stderr, flush=True)
-            row = _child(engine, data, partitions, master)
-            if "wall_seconds" in row:
-                row["seconds_per_million_events"] = round(
-                    row["wall_seconds"] / (row["events"] / 1e6), 2)
-            rows.append({"leads": n_leads, **row})
-            print(json.dumps(rows[-1])[:400], file=sys.stderr, flush=True)
+        print(f"spark bench: {engine} {n_leads:,} leads / {n_events:,} events"
+              + (f", sample of {sample:,} leads" if sample else "") + " ...",
+              file=sys.stderr, flush=True)
+        row = _child(engine, data, partitions, master, sample)
+        if "wall_seconds" in row:
+            row["seconds_per_million_events"] = round(
+                row["wall_seconds"] / (row["events"] / 1e6), 2)
+        rows.append({"leads": n_leads, **row})
+        print(json.dumps(rows[-1])[:400], file=sys.stderr, flush=True)
     ratios = {}
     for n_events in event_counts:
-        by = {r["engine"]: r for r in rows if r.get("events") == n_events and "wall_seconds" in r}
+        by = {r["engine"]: r for r in rows if r.get("events") == n_events
+              and "wall_seconds" in r and not r.get("sample_leads")}
         if {"embedded", "spark"} <= set(by):
             ratios[str(n_events)] = round(by["spark"]["wall_seconds"]
                                           / by["embedded"]["wall_seconds"], 2)
@@ -207,9 +221,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events-per-partition", type=int, default=EVENTS_PER_PARTITION)
     parser.add_argument("--engines", nargs="+", default=["embedded", "spark"],
                         choices=["embedded", "spark"])
+    parser.add_argument("--sample-leads", type=int, default=200_000,
+                        help="one more Spark row at the largest event count for a training "
+                             "sample of this many leads (0: none)")
     args = parser.parse_args(argv)
     result = bench(args.leads, args.events, args.folder, master=args.master,
-                   events_per_partition=args.events_per_partition, engines=tuple(args.engines))
+                   events_per_partition=args.events_per_partition, engines=tuple(args.engines),
+                   sample_leads=args.sample_leads)
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

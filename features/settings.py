@@ -64,16 +64,25 @@ def _check_keys(section: str, raw: Mapping[str, Any], known: Iterable[str]) -> N
 
 @dataclass(frozen=True)
 class SnapshotSettings:
-    """When training examples are taken (`ages_days` after creation) and the label horizon."""
+    """When training examples are taken (`ages_days` after creation), the label horizon,
+    and the training sample at scale: at most `sample_leads` leads (None: all), drawn by
+    lead and stratified by outcome with `sample_seed` (`features.snapshots.sample_spine`)."""
 
     ages_days: tuple[int, ...] = (1, 7, 30, 90)
     horizon_days: int = 90
+    sample_leads: int | None = None
+    sample_seed: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(
             self, "ages_days", _positive_ints("snapshots.ages_days", self.ages_days)
         )
         _positive_number("label.horizon_days", self.horizon_days, integer=True)
+        if self.sample_leads is not None:
+            _positive_number("snapshots.sample_leads", self.sample_leads, integer=True)
+        if isinstance(self.sample_seed, bool) or not isinstance(self.sample_seed, int):
+            raise SettingsError(f"`snapshots.sample_seed` must be an integer; got "
+                              f"{self.sample_seed!r}")
 
     @classmethod
     def from_params(
@@ -81,11 +90,13 @@ class SnapshotSettings:
     ) -> SnapshotSettings:
         """Build from the raw `snapshots` and `label` params sections."""
         snapshots, label = dict(snapshots or {}), dict(label or {})
-        _check_keys("snapshots", snapshots, ("ages_days",))
+        _check_keys("snapshots", snapshots, ("ages_days", "sample_leads", "sample_seed"))
         _check_keys("label", label, ("horizon_days",))
         return cls(
             ages_days=snapshots.get("ages_days", cls.ages_days),
             horizon_days=label.get("horizon_days", cls.horizon_days),
+            sample_leads=snapshots.get("sample_leads"),
+            sample_seed=snapshots.get("sample_seed", cls.sample_seed),
         )
 
 

@@ -385,3 +385,43 @@ def outcome_labels(spine: pd.DataFrame, leads: pd.DataFrame, horizon_days: float
     out = np.zeros(len(spine), dtype=np.int8)
     out[ok] = ((conv[ok] > at[ok]) & (conv[ok] <= at[ok] + horizon)).astype(np.int8)
     return out
+
+
+def sample_spine(spine: pd.DataFrame, max_leads: int, seed: int = 0
+                 ) -> tuple[pd.DataFrame, dict]:
+    """The training spine of at most `max_leads` leads, and the sampling report.
+
+    At scale (more leads than one machine holds features for, README "Spark engine"), the
+    model trains on a sample: whole leads (every snapshot of a drawn lead, none of the
+    others), stratified by outcome (a lead is `converted` when any of its snapshots is a
+    positive example, else `not_converted`), with proportional allocation: each stratum
+    keeps round(share x its leads), share = max_leads / leads, so the sample's conversion
+    rate is the table's and the probabilities need no reweighting. A lead is drawn when its
+    seeded hash ranks among the lowest of its stratum: the same leads for the same seed
+    whatever the row order, and a larger sample contains a smaller one. The report records
+    each stratum's leads, drawn leads and weight (leads / drawn: what one drawn lead stands
+    for); the spine keeps its order. A spine of at most `max_leads` leads is returned whole.
+    """
+    ids = spine["lead_id"].astype(str)
+    positive = spine["label"].astype(bool).groupby(ids, sort=True).any()
+    n = len(positive)
+    report: dict = {"max_leads": int(max_leads), "seed": int(seed), "leads": n,
+                    "snapshots": int(len(spine)), "sampled": n > max_leads}
+    if n <= max_leads:
+        return spine, {**report, "drawn_leads": n, "drawn_snapshots": int(len(spine))}
+    share = max_leads / n
+    rank = pd.Series(pd.util.hash_array((f"{seed}\x1f" + positive.index).to_numpy(
+        dtype=object)), index=positive.index)
+    keep: list[pd.Index] = []
+    strata = {}
+    for name, members in (("converted", positive.index[positive.to_numpy()]),
+                          ("not_converted", positive.index[~positive.to_numpy()])):
+        k = int(round(share * len(members)))
+        keep.append(rank.loc[members].sort_values(kind="stable").index[:k])
+        strata[name] = {"leads": int(len(members)), "drawn_leads": k,
+                        "weight": float(len(members) / k) if k else None}
+    drawn = ids.isin(keep[0].append(keep[1])).to_numpy()
+    out = spine.loc[drawn].reset_index(drop=True)
+    out.attrs = dict(spine.attrs)
+    return out, {**report, "share": share, "drawn_leads": int(sum(len(k) for k in keep)),
+                 "drawn_snapshots": int(drawn.sum()), "strata": strata}

@@ -44,6 +44,7 @@ __all__ = [
     "evaluate_scores",
     "gains_frame",
     "lead_bootstrap",
+    "ece_null",
     "lift_at",
     "log_loss",
     "pr_auc",
@@ -162,6 +163,28 @@ def ece(y: ArrayLike, p: ArrayLike, n_bins: int = 10, strategy: BinStrategy = "u
     sum_p = np.bincount(idx, weights=pp, minlength=n_bins)
     sum_y = np.bincount(idx, weights=yy, minlength=n_bins)
     return float(np.abs(sum_p - sum_y).sum() / counts.sum())
+
+
+def ece_null(p: ArrayLike, n_draws: int = 200, seed: int = 0, n_bins: int = 10,
+             level: float = 0.95) -> tuple[float, float]:
+    """(median, `level` quantile) of the equal-mass ECE that a perfectly calibrated scorer
+    shows on these rows: outcomes drawn as independent Bernoulli(p), `n_draws` times. The
+    noise floor an ECE target must clear to mean anything; a lower bound of it when rows
+    are correlated (snapshots of one lead), since correlation only adds noise."""
+    pp = np.asarray(p, dtype=float)
+    if pp.ndim != 1 or pp.size == 0 or not np.isfinite(pp).all() or ((pp < 0) | (pp > 1)).any():
+        raise InputError("`p` must be a non-empty 1-d array of probabilities")
+    if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
+        raise InputError(f"`n_draws` must be an integer >= 1; got {n_draws!r}")
+    idx = _bin_index(pp, n_bins, "quantile")
+    counts = np.bincount(idx, minlength=n_bins)
+    sum_p = np.bincount(idx, weights=pp, minlength=n_bins)
+    rng = np.random.default_rng(seed)
+    draws = np.empty(n_draws)
+    for i in range(n_draws):
+        sum_y = np.bincount(idx, weights=rng.random(pp.size) < pp, minlength=n_bins)
+        draws[i] = np.abs(sum_p - sum_y).sum() / counts.sum()
+    return float(np.median(draws)), float(np.quantile(draws, level))
 
 
 def _top_k(y: np.ndarray, p: np.ndarray, k: float) -> tuple[int, float]:

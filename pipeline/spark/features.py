@@ -131,15 +131,20 @@ def build_features_spark(
             events_in = pd.concat([events, vocab], ignore_index=True)
         return build_features(spine_part, leads_in, events_in, fs), activity
 
-    results = run_buckets(spark, pinned, events_source, n_buckets, one, extra=spine_of)
-    frames = [f for f, _ in results]
-    frame = _combine(frames).sort_values(POS, kind="stable")
-    frame = frame.drop(columns=POS).set_axis(spine.index)
-    return frame, _sum_activity([a for _, a in results])
+    frames, activities = [], []
+    for frame, activity in run_buckets(spark, pinned, events_source, n_buckets, one,
+                                       extra=spine_of):
+        frames.append(frame)
+        activities.append(activity)
+    frame = _combine(frames)
+    order = np.argsort(frame[POS].to_numpy(), kind="stable")
+    frame = frame.drop(columns=POS).take(order).set_axis(spine.index)
+    return frame, _sum_activity(activities)
 
 
 def _combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """The bucket frames stacked; a categorical whose levels differ between buckets (levels
+    """The bucket frames stacked (the list is emptied as they go in, so the driver holds
+    about two copies at most); a categorical whose levels differ between buckets (levels
     observed in the data) gets the whole table's: sorted values + "unknown"."""
     fixed: dict[str, pd.CategoricalDtype] = {}
     for col in frames[0].columns:
@@ -153,8 +158,10 @@ def _combine(frames: list[pd.DataFrame]) -> pd.DataFrame:
         levels = sorted(seen - {UNKNOWN}) + ([UNKNOWN] if UNKNOWN in seen else [])
         fixed[col] = pd.CategoricalDtype(levels, ordered=dtypes[0].ordered)
     if fixed:
-        frames = [f.astype(fixed) for f in frames]
-    return pd.concat(frames, ignore_index=True)
+        frames[:] = [f.astype(fixed) for f in frames]
+    frame = pd.concat(frames, ignore_index=True)
+    frames.clear()
+    return frame
 
 
 def _sum_activity(parts: list[dict[str, Any]]) -> dict[str, Any]:

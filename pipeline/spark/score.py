@@ -62,7 +62,7 @@ def score_spark(
             result.not_open = gone.loc[~gone["lead_id"].astype(str).isin(rider_ids)]
         return result
 
-    parts = run_buckets(spark, pinned, events_source, n_buckets, one)
+    parts = list(run_buckets(spark, pinned, events_source, n_buckets, one))
     if not parts:  # no leads: the core's own empty result
         return score(pinned, None, bundle, fs, as_of, **kwargs)
     table = pd.concat([p.table for p in parts], ignore_index=True)

@@ -31,13 +31,16 @@ class SparkSettings:
     a session is already active), `partitions` (lead-hash buckets = Spark groups and shuffle
     partitions), `arrow_batch_rows` (rows per Arrow batch between the JVM and Python),
     `app_name`, `driver_memory` (`spark.driver.memory`, e.g. "8g"; in local mode the one JVM
-    is driver and executor; None: Spark's default, 1g)."""
+    is driver and executor; None: Spark's default, 1g), `exchange_dir` (where the driver and
+    the workers pass each bucket's leads and results as files, `buckets.Exchange`: a folder
+    or fsspec URL every executor can reach; None: a temporary folder, local mode only)."""
 
     master: str = "local[2]"
     partitions: int = 8
     arrow_batch_rows: int = 10_000
     app_name: str = "leadprop"
     driver_memory: str | None = None
+    exchange_dir: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("partitions", "arrow_batch_rows"):
@@ -55,7 +58,8 @@ class SparkSettings:
     @classmethod
     def from_params(cls, raw: Any) -> SparkSettings:
         raw = dict(raw or {})
-        allowed = {"master", "partitions", "arrow_batch_rows", "app_name", "driver_memory"}
+        allowed = {"master", "partitions", "arrow_batch_rows", "app_name", "driver_memory",
+                   "exchange_dir"}
         unknown = sorted(set(raw) - allowed)
         if unknown:
             raise ConfigError(f"params: unknown key(s) in `spark`: {unknown} (allowed: "
@@ -112,10 +116,14 @@ def spark_session(settings: SparkSettings | None = None) -> Any:
     except ImportError as err:
         raise ConfigError("--engine spark needs pyspark: `pip install pyspark` (pinned in "
                           "requirements.lock)") from err
+    from pipeline.spark.buckets import EXCHANGE_CONF
+
     active = SparkSession.getActiveSession()
     if active is not None:
         active.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch",
                         str(settings.arrow_batch_rows))
+        if settings.exchange_dir:
+            active.conf.set(EXCHANGE_CONF, str(settings.exchange_dir))
         return active
     require_java()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -123,6 +131,8 @@ def spark_session(settings: SparkSettings | None = None) -> Any:
     builder = SparkSession.builder
     if settings.driver_memory:
         builder = builder.config("spark.driver.memory", settings.driver_memory)
+    if settings.exchange_dir:
+        builder = builder.config(EXCHANGE_CONF, str(settings.exchange_dir))
     session = (
         builder.master(settings.master)
         .appName(settings.app_name)
@@ -133,9 +143,6 @@ def spark_session(settings: SparkSettings | None = None) -> Any:
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(settings.arrow_batch_rows))
         .config("spark.sql.session.timeZone", "UTC")
-        # the bucket results (the training frame, the scored table) come back to the driver
-        # whole, as the embedded engine holds them: no 1g cap on them
-        .config("spark.driver.maxResultSize", "0")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
         .getOrCreate()

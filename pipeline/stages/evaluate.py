@@ -4,8 +4,9 @@ Reads `data/models/` (bundle, predictions, summary, run id), `paths.features/tra
 (for per-feature contributions) and, when present, `paths.raw/truth.csv` (the synthetic
 generator's true probabilities). Writes `reports/metrics.json` (keys
 `test.<scorer>.<metric>`, with lead-clustered 95 % intervals `<metric>_ci_low/high` for ROC
-AUC and log-loss), `reports/bands.json`, `reports/reliability.json` (calibration per snapshot
-age), `reports/plots/*.csv` (DVC plots),
+AUC, log-loss and ECE, and `ece_null_median/p95`: the ECE a perfectly calibrated scorer
+shows on the same rows, `models.metrics.ece_null`), `reports/bands.json`,
+`reports/reliability.json` (calibration per snapshot age), `reports/plots/*.csv` (DVC plots),
 `reports/model_report.html` (all of them as one unit behind
 `reports/evaluate_manifest.json`, which `register` checks), and logs all of it to the
 training run in MLflow. It refuses a model folder or features folder whose manifest does
@@ -30,6 +31,7 @@ from models.bundle import ScoringBundle
 from models.metrics import (
     calibration_frame,
     ece,
+    ece_null,
     evaluate_scores,
     gains_frame,
     lead_bootstrap,
@@ -107,10 +109,11 @@ def test_metrics(test: pd.DataFrame) -> dict[str, dict[str, float]]:
 def lead_intervals(test: pd.DataFrame, scorers: Any, n_boot: int = 200, seed: int = 0,
                    advance: Callable[[], None] | None = None,
                    ) -> dict[str, dict[str, list[float]]]:
-    """scorer -> metric -> [low, high]: 95 % intervals of ROC AUC and log-loss on the test
-    split, resampling whole leads (a lead's snapshots move together). `advance` is called
-    after each scorer (progress)."""
-    fns = {"roc_auc": roc_auc, "log_loss": log_loss}
+    """scorer -> metric -> [low, high]: 95 % intervals of ROC AUC, log-loss and the
+    equal-mass ECE on the test split, resampling whole leads (a lead's snapshots move
+    together). `advance` is called after each scorer (progress)."""
+    fns = {"roc_auc": roc_auc, "log_loss": log_loss,
+           "ece": lambda y, p: ece(y, p, strategy="quantile")}
     y, groups = test["label"].to_numpy(), test["lead_id"].astype(str).to_numpy()
     out = {}
     for s in scorers:
@@ -223,6 +226,9 @@ def run(
     for scorer, ci in intervals.items():
         for key, (low, high) in ci.items():
             metrics[scorer][f"{key}_ci_low"], metrics[scorer][f"{key}_ci_high"] = low, high
+        # the ECE a perfectly calibrated scorer would show on these rows (noise floor)
+        metrics[scorer]["ece_null_median"], metrics[scorer]["ece_null_p95"] = ece_null(
+            test[f"p_{scorer}"].to_numpy(dtype=float))
     reliability = reliability_by_age(test, "served")
     bands = bands_report(bundle, preds, params.bands)
     subscores = grid_report(getattr(bundle, "subscores", None) or {}, test,

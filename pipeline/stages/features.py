@@ -21,7 +21,7 @@ from features.behaviour import sanitize
 from features.build import build_features, feature_columns, feature_groups
 from features.fit import CONTRACT_FIT_COLUMNS, KNOWN_COLUMNS
 from features.settings import FeatureSettings, SnapshotSettings
-from features.snapshots import data_end, snapshot_report, training_spine
+from features.snapshots import data_end, sample_spine, snapshot_report, training_spine
 from pipeline.errors import ConfigError, DataError
 from pipeline.io import MANIFEST_FILE, check_manifest, dump_json, write_group
 from pipeline.spark.session import check_engine
@@ -110,6 +110,9 @@ def run(
             f"converted (data end {end:%Y-%m-%d}, ages {list(snap.ages_days)} days, horizon "
             f"{snap.horizon_days} days). Use shorter snapshots.ages_days or label.horizon_days.",
         )
+    sampling = None
+    if snap.sample_leads is not None:  # at scale: a sample of leads one machine holds
+        spine, sampling = sample_spine(spine, snap.sample_leads, snap.sample_seed)
     frame = build(spine, leads, events, fs)
     cols = feature_columns(frame, SPINE)
     raw = raw_attribute_columns(leads, cols)
@@ -134,6 +137,8 @@ def run(
         "features": cols,
         "groups": feature_groups(cols, fs),
     }
+    if sampling is not None:
+        meta["sampling"] = sampling
     return frame, meta, audit
 
 
@@ -188,6 +193,7 @@ def summary(meta: dict, audit: dict) -> dict:
         "leakage": rows,
         "activity_after_outcome": audit.get("activity_after_outcome"),
         "dropped": meta["snapshots"]["dropped"],
+        "sampling": meta.get("sampling"),
     }
 
 
@@ -220,6 +226,12 @@ def render(result: dict) -> Any:
         + (", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "none")
     )
     parts: list[Any] = [head]
+    sampling = result.get("sampling")
+    if sampling and sampling.get("sampled"):
+        parts.append(Text(
+            f"Training sample: {sampling['drawn_leads']:,} of {sampling['leads']:,} leads "
+            f"({sampling['drawn_snapshots']:,} of {sampling['snapshots']:,} snapshots), by "
+            f"lead, stratified by outcome (snapshots.sample_leads); weights in meta.json"))
     rows = result.get("leakage") or []
     n_sus = sum(r["status"] == "suspect" for r in rows)
     if rows:

@@ -239,6 +239,8 @@ def from_params(params: Any) -> dict:
 
     out = Path(params.paths.models)
     summary = {**result.summary, "rules": rules_info, "data_end": meta["data_end"]}
+    if meta.get("sampling"):  # trained on a sample of leads (snapshots.sample_leads)
+        summary["sampling"] = meta["sampling"]
 
     uri = tracking.configure()
     ml = tracking.mlflow()
@@ -281,6 +283,10 @@ def from_params(params: Any) -> dict:
             }
         )
         ml.log_dict(summary, "train_summary.json")
+        if summary.get("sampling", {}).get("sampled"):
+            ml.log_metrics({"train.sample.leads": summary["sampling"]["leads"],
+                            "train.sample.drawn_leads": summary["sampling"]["drawn_leads"],
+                            "train.sample.share": summary["sampling"]["share"]})
         run_id = run_.info.run_id
         kill_point("train.run")
         # inside the run: a kill while writing leaves it RUNNING, closed FAILED next time

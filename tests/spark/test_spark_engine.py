@@ -124,7 +124,7 @@ def test_one_leads_events_are_never_split_over_two_groups(spark, world):
         return events.groupby("lead_id").size().rename("n").reset_index().assign(
             leads=len(part), known=events["lead_id"].isin(set(part["lead_id"])).all())
 
-    parts = run_buckets(spark, world["leads"], world["events_path"], BUCKETS, seen)
+    parts = list(run_buckets(spark, world["leads"], world["events_path"], BUCKETS, seen))
     assert len(parts) == BUCKETS and all(p["known"].all() for p in parts)
     got = pd.concat(parts, ignore_index=True)
     assert got["lead_id"].is_unique  # a lead split over two groups would appear twice
@@ -220,3 +220,44 @@ def test_spark_score_refuses_a_raw_events_export(spark, world, tmp_path):
     with pytest.raises(ConfigError, match="leadprop ingest"):
         score_stage_spark(world["params"], Inputs(), stream, world["bundle"], world["fs"],
                           pd.Timestamp("2025-06-01"))
+
+
+def test_buckets_travel_as_files_of_the_exchange_folder_which_is_removed(spark, world,
+                                                                         tmp_path):
+    from pipeline.spark.buckets import EXCHANGE_CONF
+
+    seen: list[str] = []
+
+    def where(part: pd.DataFrame, events: pd.DataFrame, _: object) -> int:
+        return len(part)
+
+    spark.conf.set(EXCHANGE_CONF, str(tmp_path / "shared"))
+    try:
+        parts = run_buckets(spark, world["leads"], world["events_path"], BUCKETS, where)
+        first = next(parts)  # all buckets ran; their files are in one folder under shared/
+        seen = [str(p) for p in (tmp_path / "shared").rglob("*.pkl")]
+        rest = list(parts)
+    finally:
+        spark.conf.unset(EXCHANGE_CONF)
+    assert sum([first, *rest]) == len(world["leads"])
+    assert len([s for s in seen if "/leads-" in s]) == BUCKETS
+    assert len([s for s in seen if "/result-" in s]) == BUCKETS
+    assert list((tmp_path / "shared").iterdir()) == []  # the job's folder is gone
+
+
+def test_a_cluster_without_an_exchange_folder_is_a_config_error():
+    from pipeline.errors import ConfigError
+    from pipeline.spark.buckets import Exchange
+
+    class Conf:
+        def get(self, key: str, default: object = None) -> object:
+            return default
+
+    class Cluster:
+        conf = Conf()
+
+        class sparkContext:  # noqa: N801 - the attribute name of a SparkSession
+            master = "yarn"
+
+    with pytest.raises(ConfigError, match="spark.exchange_dir"):
+        Exchange(Cluster())

@@ -160,3 +160,19 @@ def test_lead_bootstrap_resamples_whole_leads() -> None:
     assert by_lead[0] < m.roc_auc(y, p) < by_lead[1]
     ratio = (by_lead[1] - by_lead[0]) / (by_row[1] - by_row[0])
     assert 2.0 < ratio < 4.5
+
+
+def test_ece_null_is_the_spread_of_a_calibrated_scorers_ece_and_shrinks_with_rows():
+    rng = np.random.default_rng(3)
+    p = rng.beta(1, 9, 8_000)
+    median, p95 = m.ece_null(p, n_draws=300, seed=1)
+    draws = [m.ece((rng.random(p.size) < p).astype(int), p, strategy="quantile")
+             for _ in range(300)]  # an independent check of the same quantity
+    assert median == pytest.approx(np.median(draws), rel=0.15)
+    assert p95 == pytest.approx(np.quantile(draws, 0.95), rel=0.15)
+    assert 0 < median < p95
+    big_median, _ = m.ece_null(np.tile(p, 16), n_draws=100, seed=1)
+    assert big_median < median / 2.5  # ~1/sqrt(rows): 16 x the rows, about 1/4 the noise
+    assert m.ece_null(p, seed=7) == m.ece_null(p, seed=7)
+    with pytest.raises(InputError):
+        m.ece_null(np.array([0.2, 1.5]))

@@ -176,14 +176,9 @@ def ece_null(p: ArrayLike, n_draws: int = 200, seed: int = 0, n_bins: int = 10,
         raise InputError("`p` must be a non-empty 1-d array of probabilities")
     if isinstance(n_draws, bool) or not isinstance(n_draws, int) or n_draws < 1:
         raise InputError(f"`n_draws` must be an integer >= 1; got {n_draws!r}")
-    idx = _bin_index(pp, n_bins, "quantile")
-    counts = np.bincount(idx, minlength=n_bins)
-    sum_p = np.bincount(idx, weights=pp, minlength=n_bins)
     rng = np.random.default_rng(seed)
-    draws = np.empty(n_draws)
-    for i in range(n_draws):
-        sum_y = np.bincount(idx, weights=rng.random(pp.size) < pp, minlength=n_bins)
-        draws[i] = np.abs(sum_p - sum_y).sum() / counts.sum()
+    draws = [ece((rng.random(pp.size) < pp).astype(int), pp, n_bins, "quantile")
+             for _ in range(n_draws)]
     return float(np.median(draws)), float(np.quantile(draws, level))
 
 

@@ -129,6 +129,30 @@ def log_loss(y: ArrayLike, p: ArrayLike, eps: float = 1e-15) -> float:
     return float(-np.mean(yy * np.log(pp) + (1 - yy) * np.log1p(-pp)))
 
 
+def row_log_loss(y: ArrayLike, p: ArrayLike, eps: float = 1e-15) -> np.ndarray:
+    """Each row's negative log-likelihood (`log_loss` is their mean)."""
+    yy = np.asarray(y, dtype=np.float64)
+    pp = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return -(yy * np.log(pp) + (1 - yy) * np.log1p(-pp))
+
+
+def clustered_standard_error(values: ArrayLike, groups: ArrayLike | None = None) -> float:
+    """The standard error of the mean of `values` when rows of one group (a lead's
+    snapshots) move together: the sandwich estimate over group sums of the centred values,
+    with the small-sample factor g / (g - 1). Without `groups` every row is its own group.
+    Infinite with fewer than two groups."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    codes = (np.arange(v.size) if groups is None
+             else pd.factorize(np.asarray(groups).ravel())[0])
+    if codes.size != v.size:
+        raise InputError(f"`groups` has {codes.size} values for {v.size} rows")
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    if n_groups < 2:
+        return float("inf")
+    per_group = np.bincount(codes, weights=v - v.mean(), minlength=n_groups)
+    return float(np.sqrt(n_groups / (n_groups - 1) * (per_group ** 2).sum()) / v.size)
+
+
 def brier(y: ArrayLike, p: ArrayLike) -> float:
     """Brier score: mean squared difference between probability and outcome."""
     yy, pp = _as_arrays(y, p, probabilities=True)

@@ -245,16 +245,21 @@ SERVE_CHOICES = ("auto", "lightgbm", "logreg", "blend")
 class TuneSettings:
     """The `train.tune` section (see `models.tuning`): `n_trials` (the configured
     `train.lightgbm` settings are trial 0) bounds the search, `timeout_seconds` stops it
-    early on a slow machine; `enabled: false` or `n_trials: 1` keeps the configured settings.
+    early on a slow machine; `enabled: false` or `n_trials: 1` keeps the configured settings;
+    `select` picks the winner: `one_se` (the simplest trial within one standard error of
+    the best, the default) or `best` (the lowest validation log-loss).
     """
 
     enabled: bool = True
     n_trials: int = 20
     timeout_seconds: float = 120.0
+    select: str = "one_se"
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise SettingsError(f"`train.tune.enabled` must be true or false; got {self.enabled!r}")
+        if self.select not in ("one_se", "best"):
+            raise SettingsError(f"`train.tune.select` must be one_se or best; got {self.select!r}")
         _positive_int("train.tune.n_trials", self.n_trials)
         _positive("train.tune.timeout_seconds", self.timeout_seconds)
 
@@ -332,7 +337,7 @@ def parse_train(mapping: Mapping[str, Any]) -> TrainSettings:
     logreg = _mapping("train.logreg", m.get("logreg", {}))
     _check_keys("train.logreg", logreg, set(), {"C", "min_frequency", "max_iter"})
     tune = _mapping("train.tune", m.get("tune", {}))
-    _check_keys("train.tune", tune, set(), {"enabled", "n_trials", "timeout_seconds"})
+    _check_keys("train.tune", tune, set(), {"enabled", "n_trials", "timeout_seconds", "select"})
     sample = _mapping("train.sample", m.get("sample") or {})
     _check_keys("train.sample", sample, set(), {"max_leads", "converted_boost", "seed"})
     return TrainSettings(

@@ -28,7 +28,7 @@ from models.bundle import ScoringBundle
 from models.calibration import ScoreCalibrator, fit_calibrator
 from models.estimators import fit_lightgbm, make_logreg, prepare_categories, refit_lightgbm
 from models.linear import LinearContributions
-from models.metrics import log_loss
+from models.metrics import clustered_standard_error, log_loss, row_log_loss
 from models.sampling import sample_training_leads
 from models.settings import (
     BandSet,
@@ -117,12 +117,6 @@ def check_positives(y: np.ndarray, parts: np.ndarray, settings: TrainSettings) -
     return counts
 
 
-def row_log_loss(y: np.ndarray, p: np.ndarray, eps: float = 1e-15) -> np.ndarray:
-    """Each row's negative log-likelihood (`models.metrics.log_loss` is their mean)."""
-    pp = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
-    return -(y * np.log(pp) + (1 - y) * np.log1p(-pp))
-
-
 def keep_optional(loss_without: np.ndarray, loss_with: np.ndarray,
                   leads: np.ndarray) -> dict[str, Any]:
     """The one-standard-error rule on the validation leads: optional columns are kept only
@@ -133,13 +127,8 @@ def keep_optional(loss_without: np.ndarray, loss_with: np.ndarray,
     gain of a few standard errors little.
     `loss_*`: each validation row's log-loss; `leads`: each row's lead."""
     diff = np.asarray(loss_with, dtype=np.float64) - np.asarray(loss_without, dtype=np.float64)
-    codes = pd.factorize(np.asarray(leads))[0]
-    n_leads = int(codes.max()) + 1 if codes.size else 0
     gain = -float(diff.mean()) if diff.size else 0.0
-    per_lead = np.bincount(codes, weights=diff, minlength=n_leads) + gain * np.bincount(
-        codes, minlength=n_leads)
-    se = (float(np.sqrt(n_leads / (n_leads - 1) * (per_lead ** 2).sum()) / diff.size)
-          if n_leads > 1 else float("inf"))
+    se = clustered_standard_error(diff, leads)
     return {
         "validation_log_loss_without": round(float(np.mean(loss_without)), 6),
         "validation_log_loss_with": round(float(np.mean(loss_with)), 6),
@@ -221,7 +210,8 @@ def train_all(
     # older training leads fit, the most recent ones validate (never calibration or test).
     tuned = tune_lightgbm(X_tr.loc[~val, base], y_tr[~val], X_tr.loc[val, base],
                           y_tr[val], train.lightgbm, train.tune, train.seed,
-                          early_stopping_rounds=train.early_stopping_rounds)
+                          early_stopping_rounds=train.early_stopping_rounds,
+                          groups=train_rows.loc[val, "lead_id"].to_numpy())
     n_fit = int((~val).sum())
 
     def refitted(columns: Sequence[str], best_iteration: int) -> lgb.LGBMClassifier:

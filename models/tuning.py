@@ -12,6 +12,13 @@ can leak the test labels.
   keep or beat them on validation.
 - The search space scales with the data: `min_child_samples` up to about 2 % of the fitting
   rows, `num_leaves` up to 64 (fewer when the rows cannot fill them).
+- The winner is the simplest trial within one standard error of the lowest validation
+  log-loss (`select: one_se`, the default; `select: best` takes the lowest): the validation
+  leads are few, so among trials whose difference from the best is noise the one with the
+  fewest leaves (then the largest `min_child_samples`) is the least likely to have
+  won by fitting the validation leads' luck, and the most likely to hold on later leads.
+  The standard error is of each row's paired log-loss difference from the best trial,
+  clustered by lead (`groups`: a lead's snapshots move together).
 - The budget is `n_trials`; `timeout_seconds` is a safety stop. The search is deterministic
   for a seed when it ends on `n_trials`; a search cut by the timeout depends on machine
   speed, and the result says so (`stopped_by`).
@@ -36,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from models.estimators import fit_lightgbm
-from models.metrics import log_loss
+from models.metrics import clustered_standard_error, log_loss, row_log_loss
 from models.settings import LightGBMSettings, SettingsError, TuneSettings
 
 log = logging.getLogger(__name__)
@@ -58,6 +65,8 @@ class TuneResult:
     stopped_by: str  # "n_trials" | "timeout" | "disabled"
     seconds: float
     space: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # how the winner was picked among the trials: rule, best and chosen trial, their gap
+    selection: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record for the training summary and MLflow."""
@@ -70,6 +79,7 @@ class TuneResult:
             "configured_validation_log_loss": round(self.default_log_loss, 6),
             "best_iteration": int(self.best_iteration),
             "chosen": chosen,
+            "selection": dict(self.selection),
             "space": {k: list(v) for k, v in self.space.items()},
         }
 
@@ -102,11 +112,13 @@ def tune_lightgbm(
     *,
     early_stopping_rounds: int = 100,
     clock: Callable[[], float] = time.monotonic,
+    groups: np.ndarray | None = None,
 ) -> TuneResult:
     """Search LightGBM settings by validation log-loss; `base` is trial 0.
 
     `X_fit`/`y_fit` are the older training rows, `X_val`/`y_val` the most recent training
-    leads (never the calibration or test split).
+    leads (never the calibration or test split); `groups` the lead of each validation row
+    (for the standard error of `select: one_se`; without it rows count as independent).
     """
     import optuna
 
@@ -114,10 +126,13 @@ def tune_lightgbm(
     y_fit = np.asarray(y_fit)
     space = search_space(len(X_fit), int(y_fit.sum()))
 
+    row_losses: list[np.ndarray] = []  # per trial, in trial order
+
     def evaluate(params: LightGBMSettings) -> tuple[float, int]:
         model = fit_lightgbm(X_fit, y_fit, X_val, y_val, params, seed,
                              early_stopping_rounds=early_stopping_rounds)
         p = model.predict_proba(X_val)[:, 1]
+        row_losses.append(row_log_loss(np.asarray(y_val), p))
         return log_loss(np.asarray(y_val), p), int(model.best_iteration_ or params.n_estimators)
 
     default_loss, default_iter = evaluate(base)
@@ -145,6 +160,7 @@ def tune_lightgbm(
         params = propose(trial)
         loss, best_iter = evaluate(params)
         trial.set_user_attr("best_iteration", best_iter)
+        trial.set_user_attr("row", len(row_losses) - 1)
         return loss
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -155,7 +171,7 @@ def tune_lightgbm(
         params={k: _clip(getattr(base, k), space[k]) for k in SEARCHED},
         distributions=_distributions(space),
         value=default_loss,
-        user_attrs={"best_iteration": default_iter},
+        user_attrs={"best_iteration": default_iter, "row": 0},
     ))
     def over_budget(study: optuna.Study, _trial: Any) -> None:
         if clock() - started >= settings.timeout_seconds:
@@ -169,20 +185,50 @@ def tune_lightgbm(
         log.warning("tuning stopped by train.tune.timeout_seconds (%.0f s) after %d of %d "
                     "trials: the result depends on machine speed", settings.timeout_seconds,
                     len(study.trials), settings.n_trials)
+    losses = [row_losses[0]]
     for t in study.trials[1:]:
         if t.value is None:
             continue
         rows.append({"trial": t.number, **t.params, "validation_log_loss": t.value,
                      "best_iteration": t.user_attrs["best_iteration"]})
+        losses.append(row_losses[t.user_attrs["row"]])
     trials = pd.DataFrame(rows)
-    best_row = trials.loc[trials["validation_log_loss"].idxmin()]
+    pick, selection = select_trial(trials, losses, settings.select, groups)
+    best_row = trials.iloc[pick]
     if int(best_row["trial"]) == 0:
         chosen = base
     else:
         chosen = replace(base, **{k: _cast(k, best_row[k]) for k in SEARCHED})
     return TuneResult(chosen, int(best_row["best_iteration"]),
                       float(best_row["validation_log_loss"]), default_loss, trials, stopped_by,
-                      clock() - started, space)
+                      clock() - started, space, selection)
+
+
+def select_trial(trials: pd.DataFrame, row_losses: list[np.ndarray], rule: str,
+                 groups: np.ndarray | None = None) -> tuple[int, dict[str, Any]]:
+    """The position (in `trials`) of the winning trial, and how it was picked.
+
+    `best`: the lowest validation log-loss. `one_se`: of the trials whose paired
+    difference from the best is within one lead-clustered standard error (`groups`), the
+    one with the fewest `num_leaves`, then the largest `min_child_samples`, then the lowest
+    log-loss. `row_losses[i]`: each validation row's log-loss under trial `i`."""
+    best = int(trials["validation_log_loss"].to_numpy().argmin())
+    gaps = [float(np.mean(r - row_losses[best])) for r in row_losses]
+    ses = [clustered_standard_error(r - row_losses[best], groups) if i != best else 0.0
+           for i, r in enumerate(row_losses)]
+    pick = best
+    if rule == "one_se":
+        within = [i for i in range(len(trials)) if gaps[i] <= ses[i]]
+        pick = min(within, key=lambda i: (int(trials["num_leaves"].iloc[i]),
+                                          -int(trials["min_child_samples"].iloc[i]), gaps[i]))
+    return pick, {
+        "rule": rule,
+        "best_trial": int(trials["trial"].iloc[best]),
+        "chosen_trial": int(trials["trial"].iloc[pick]),
+        "gap_to_best": round(gaps[pick], 6),
+        "standard_error": round(ses[pick], 6),
+        "within_one_se": int(sum(g <= s for g, s in zip(gaps, ses, strict=True))),
+    }
 
 
 def refit_rounds(best_iteration: int, n_fit_rows: int, n_all_rows: int) -> int:

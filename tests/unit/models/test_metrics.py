@@ -176,3 +176,22 @@ def test_ece_null_is_the_spread_of_a_calibrated_scorers_ece_and_shrinks_with_row
     assert m.ece_null(p, seed=7) == m.ece_null(p, seed=7)
     with pytest.raises(InputError):
         m.ece_null(np.array([0.2, 1.5]))
+
+
+def test_clustered_standard_error_is_the_plain_one_per_row_and_grows_with_shared_leads():
+    rng = np.random.default_rng(11)
+    v = rng.normal(size=500)
+    assert m.clustered_standard_error(v) == pytest.approx(v.std(ddof=1) / np.sqrt(v.size))
+    # each lead's value repeated over its 9 snapshots: 500 draws, not 4500
+    repeated, leads = np.repeat(v, 9), np.repeat(np.arange(500), 9)
+    assert m.clustered_standard_error(repeated, leads) == pytest.approx(
+        m.clustered_standard_error(v), rel=1e-3)
+    assert m.clustered_standard_error(repeated) < m.clustered_standard_error(v) / 2.5
+    assert m.clustered_standard_error([1.0, 2.0], [7, 7]) == float("inf")
+    with pytest.raises(InputError, match="`groups` has 2 values for 3 rows"):
+        m.clustered_standard_error([1.0, 2.0, 3.0], [1, 2])
+
+
+def test_row_log_loss_averages_to_log_loss():
+    y, p = np.array([0, 1, 1, 0]), np.array([0.1, 0.8, 0.4, 0.0])
+    assert m.row_log_loss(y, p).mean() == pytest.approx(m.log_loss(y, p))

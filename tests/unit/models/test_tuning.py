@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from models.settings import LightGBMSettings, SettingsError, TuneSettings
-from models.tuning import refit_rounds, search_space, tune_lightgbm
+from models.tuning import refit_rounds, search_space, select_trial, tune_lightgbm
 
 BASE = LightGBMSettings(n_estimators=300, num_leaves=4, min_child_samples=300)
 
@@ -29,7 +29,7 @@ def _tune(settings: TuneSettings, **kwargs):
 
 
 def test_the_configured_settings_are_trial_zero_and_never_beaten_on_validation() -> None:
-    result = _tune(TuneSettings(n_trials=8))
+    result = _tune(TuneSettings(n_trials=8, select="best"))
     assert result.trials["trial"].iloc[0] == 0
     assert result.trials["num_leaves"].iloc[0] == 4
     assert result.trials["validation_log_loss"].iloc[0] == pytest.approx(result.default_log_loss)
@@ -38,6 +38,49 @@ def test_the_configured_settings_are_trial_zero_and_never_beaten_on_validation()
     # an interaction the 4-leaf, 300-row-leaf default cannot fit: the search finds better
     assert result.best_log_loss < result.default_log_loss - 0.002
     assert result.stopped_by == "n_trials" and len(result.trials) == 8
+
+
+def _trials(leaves: list[int], losses: list[np.ndarray]) -> pd.DataFrame:
+    return pd.DataFrame({"trial": range(len(leaves)), "num_leaves": leaves,
+                         "min_child_samples": [20] * len(leaves),
+                         "validation_log_loss": [float(r.mean()) for r in losses]})
+
+
+def test_one_se_picks_the_simplest_trial_whose_gap_is_noise_and_best_the_lowest() -> None:
+    rng = np.random.default_rng(3)
+    best = rng.exponential(0.3, 2000)
+    noise = best + rng.normal(0.0, 0.2, 2000)               # a gap within its own noise
+    noise += 0.001 - (noise - best).mean()
+    clear = best + 0.05                                     # a gap far outside it
+    losses = [clear, best, noise]
+    trials = _trials([2, 40, 8], losses)
+    pick, how = select_trial(trials, losses, "one_se")
+    assert pick == 2 and how["best_trial"] == 1 and how["chosen_trial"] == 2
+    assert 0 < how["gap_to_best"] <= how["standard_error"] and how["within_one_se"] == 2
+    assert select_trial(trials, losses, "best")[0] == 1
+
+
+def test_one_se_counts_a_leads_snapshots_as_one_draw() -> None:
+    # the same per-row gap: within one SE when each lead's 10 snapshots move together,
+    # outside it when the rows are treated as 10 x more independent draws
+    rng = np.random.default_rng(5)
+    per_lead = rng.normal(0.0, 0.1, 300)
+    gap = np.repeat(per_lead - per_lead.mean() + 0.004, 10)
+    best = np.full(3000, 0.3)
+    losses, leads = [best, best + gap], np.repeat(np.arange(300), 10)
+    trials = _trials([40, 2], losses)
+    assert select_trial(trials, losses, "one_se", groups=leads)[0] == 1
+    assert select_trial(trials, losses, "one_se")[0] == 0
+
+
+def test_tuning_reports_how_the_winner_was_picked() -> None:
+    result = _tune(TuneSettings(n_trials=6))
+    how = result.summary()["selection"]
+    assert how["rule"] == "one_se" and how["within_one_se"] >= 1
+    chosen = result.trials[result.trials["trial"] == how["chosen_trial"]].iloc[0]
+    assert result.best_log_loss == pytest.approx(chosen["validation_log_loss"])
+    assert result.best_log_loss - result.trials["validation_log_loss"].min() == pytest.approx(
+        how["gap_to_best"], abs=1e-6)
 
 
 def test_the_search_is_deterministic_for_a_seed() -> None:
@@ -77,6 +120,7 @@ def test_refit_rounds_scale_with_the_rows() -> None:
     ({"n_trials": 0}, "`train.tune.n_trials` must be >= 1; got 0"),
     ({"timeout_seconds": -1}, "`train.tune.timeout_seconds` must be > 0; got -1"),
     ({"enabled": "yes"}, "`train.tune.enabled` must be true or false; got 'yes'"),
+    ({"select": "lowest"}, "`train.tune.select` must be one_se or best; got 'lowest'"),
 ])
 def test_settings_are_checked(kwargs, message) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")

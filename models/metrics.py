@@ -14,7 +14,8 @@ Choices:
 - `calibration_slope` / `calibration_intercept`: the logistic recalibration
   `logit P(y) = a + b logit(p)`; a calibrated score has b = 1, a = 0 (b < 1: too extreme).
 - Intervals of metrics over snapshots resample whole leads (`lead_bootstrap`): the
-  snapshots of one lead are not independent.
+  snapshots of one lead are not independent. Two scorers on the same rows are compared by
+  the paired difference of a metric over the same lead resamples (`paired_difference`).
 - `lift_at` / `capture_at` contact the top `k` share of rows, `ceil(k * n)` of them. Rows
   tied with the last contacted score are credited with the tied group's average outcome,
   so the result does not depend on row order.
@@ -23,7 +24,7 @@ Choices:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Literal
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = [
     "evaluate_scores",
     "gains_frame",
     "lead_bootstrap",
+    "paired_difference",
     "ece_null",
     "lift_at",
     "log_loss",
@@ -295,6 +297,32 @@ def calibration_slope_intercept(y: ArrayLike, p: ArrayLike, eps: float = 1e-6
     return float(fit.coef_[0, 0]), float(fit.intercept_[0])
 
 
+def _lead_resamples(groups: np.ndarray, n_rows: int, n_boot: int, seed: int,
+                    level: float) -> Iterator[np.ndarray]:
+    """Row indices of `n_boot` resamples of whole groups (leads) with replacement: every
+    snapshot of a drawn lead comes along. Checks the shared arguments first."""
+    if groups.shape != (n_rows,):
+        raise InputError(f"`groups` must have one entry per row; got {groups.size} for {n_rows}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
+        raise InputError(f"`n_boot` must be an integer >= 1; got {n_boot!r}")
+    if not 0 < level < 1:
+        raise InputError(f"`level` must be in (0, 1); got {level!r}")
+    codes, uniques = pd.factorize(groups, sort=True)
+    order = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        picked = rng.integers(0, len(uniques), len(uniques))
+        yield np.concatenate([order[starts[i]:starts[i + 1]] for i in picked])
+
+
+def _percentiles(values: list[float], level: float) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
 def lead_bootstrap(
     y: ArrayLike,
     p: ArrayLike,
@@ -308,21 +336,8 @@ def lead_bootstrap(
     replacement: every snapshot of a drawn lead comes along. Resamples where a metric is
     undefined (one outcome only) are skipped for it."""
     yy, pp = _as_arrays(y, p)
-    g = np.asarray(groups)
-    if g.shape != yy.shape:
-        raise InputError(f"`groups` must have one entry per row; got {g.size} for {yy.size}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise InputError(f"`n_boot` must be an integer >= 1; got {n_boot!r}")
-    if not 0 < level < 1:
-        raise InputError(f"`level` must be in (0, 1); got {level!r}")
-    codes, uniques = pd.factorize(g, sort=True)
-    order = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[order], np.arange(len(uniques) + 1))
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in metrics}
-    for _ in range(n_boot):
-        picked = rng.integers(0, len(uniques), len(uniques))
-        rows = np.concatenate([order[starts[i]:starts[i + 1]] for i in picked])
+    for rows in _lead_resamples(np.asarray(groups), yy.size, n_boot, seed, level):
         yb, pb = yy[rows], pp[rows]
         if yb.min() == yb.max():
             continue
@@ -330,12 +345,32 @@ def lead_bootstrap(
             value = fn(yb, pb)
             if np.isfinite(value):
                 draws[name].append(value)
-    tail = (1 - level) / 2 * 100
-    return {
-        name: ((float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
-               if v else (float("nan"), float("nan")))
-        for name, v in draws.items()
-    }
+    return {name: _percentiles(v, level) for name, v in draws.items()}
+
+
+def paired_difference(
+    y: ArrayLike,
+    p_a: ArrayLike,
+    p_b: ArrayLike,
+    groups: ArrayLike,
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """metric(a) - metric(b) on the same rows, and its percentile interval over lead
+    resamples that draw both scorers' rows together (so their shared noise cancels):
+    `difference`, `ci_low`, `ci_high`, `resamples` (those with both outcomes)."""
+    yy, pa = _as_arrays(y, p_a)
+    _, pb = _as_arrays(y, p_b)
+    draws = []
+    for rows in _lead_resamples(np.asarray(groups), yy.size, n_boot, seed, level):
+        yb = yy[rows]
+        if yb.min() != yb.max():
+            draws.append(metric(yb, pa[rows]) - metric(yb, pb[rows]))
+    low, high = _percentiles(draws, level)
+    return {"difference": float(metric(yy, pa) - metric(yy, pb)), "ci_low": low,
+            "ci_high": high, "resamples": len(draws)}
 
 
 # --------------------------------------------------------------------------- curves

@@ -133,6 +133,41 @@ def test_collect_and_render_from_the_files_both_sides_write(tmp_path: Path) -> N
     assert "| tiny | 4 | AutoML peer | 0.7500 |" in text
     assert "| gone | — | skipped: x.csv not found |" in text
     assert "CPU X, 2 cores, 23.5 GB RAM" in text
+    assert "paired" not in text  # no lead ids written: no paired interval
+
+
+def test_the_report_gives_served_minus_peer_with_a_paired_lead_interval(tmp_path: Path) -> None:
+    """With the training stage's predictions in the export's folder, each test row's lead
+    is known and the report adds served - peer with its paired lead-bootstrap interval."""
+    rng = np.random.default_rng(0)
+    n = 600
+    folder = tmp_path / "tiny"
+    (folder / "data" / "models").mkdir(parents=True)
+    z = rng.normal(size=n)
+    label = (rng.uniform(size=n) < 1 / (1 + np.exp(-z))).astype(int)
+    test = np.arange(0, n, 2)  # every other snapshot is a test row
+    pd.DataFrame({"lead_id": [f"L{i // 2}" for i in range(n)]}).to_parquet(
+        folder / "data" / "models" / "predictions.parquet")
+    pd.DataFrame({"row": test, "label": label[test], "p_served": 1 / (1 + np.exp(-z[test])),
+                  "p_logreg": 0.5, "p_lightgbm_default": 0.5}).to_parquet(
+        folder / "project_predictions.parquet", index=False)
+    noisy = 1 / (1 + np.exp(-(z[test] + rng.normal(size=test.size))))
+    pd.DataFrame({"row": test, "p": noisy}).to_parquet(folder / "peer_predictions.parquet",
+                                                       index=False)
+    (folder / "project.json").write_text(json.dumps({
+        "split": {"method": "time", "rows": {"train": 1, "calibration": 1, "test": test.size}},
+        "served": "lightgbm", "tuning": {}, "seconds": {"p_served": 1.0}}))
+    (folder / "peer.json").write_text(json.dumps({
+        "peer": "p", "version": "1", "presets": "q", "time_limit": 1, "eval_metric": "e",
+        "fit_seconds": 2.0}))
+    out = collect(tmp_path, exports=("tiny",))
+    d = out["exports"]["tiny"]["served_minus_peer"]["roc_auc"]
+    m = out["exports"]["tiny"]["metrics"]
+    assert d["difference"] == pytest.approx(m["p_served"]["roc_auc"] - m["p_peer"]["roc_auc"],
+                                            abs=2e-4)
+    assert 0 < d["ci_low"] < d["difference"] < d["ci_high"]  # the peer's noise costs it AUC
+    text = render_markdown({"date": "d", "machine": {}, **out})
+    assert f"| tiny | {d['difference']:+.4f} ({d['ci_low']:+.4f} to {d['ci_high']:+.4f}) |" in text
 
 
 def test_an_export_whose_data_is_missing_is_skipped_with_the_file_named(tmp_path: Path) -> None:

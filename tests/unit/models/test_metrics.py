@@ -162,6 +162,27 @@ def test_lead_bootstrap_resamples_whole_leads() -> None:
     assert 2.0 < ratio < 4.5
 
 
+def test_paired_difference_cancels_the_noise_both_scorers_share() -> None:
+    """Two scorers that differ by a little noise on the same leads: the paired interval of
+    their AUC difference is far narrower than either AUC's own interval, holds the point
+    difference, and a scorer against itself differs by exactly zero in every resample."""
+    rng = np.random.default_rng(4)
+    n = 3_000
+    z = rng.normal(size=n)
+    y = (rng.uniform(size=n) < 1 / (1 + np.exp(-(z - 2)))).astype(int)
+    a, b = 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(-(z + 0.3 * rng.normal(size=n))))
+    leads = np.arange(n)
+    d = m.paired_difference(y, a, b, leads, m.roc_auc, n_boot=300, seed=0)
+    assert d["difference"] == pytest.approx(m.roc_auc(y, a) - m.roc_auc(y, b))
+    assert d["ci_low"] < d["difference"] < d["ci_high"] and d["resamples"] == 300
+    alone = m.lead_bootstrap(y, a, leads, {"auc": m.roc_auc}, n_boot=300, seed=0)["auc"]
+    assert (d["ci_high"] - d["ci_low"]) < (alone[1] - alone[0]) / 2
+    same = m.paired_difference(y, a, a, leads, m.roc_auc, n_boot=50, seed=0)
+    assert (same["difference"], same["ci_low"], same["ci_high"]) == (0.0, 0.0, 0.0)
+    with pytest.raises(m.InputError, match="one entry per row"):
+        m.paired_difference(y, a, b, leads[:-1], m.roc_auc)
+
+
 def test_ece_null_is_the_spread_of_a_calibrated_scorers_ece_and_shrinks_with_rows():
     rng = np.random.default_rng(3)
     p = rng.beta(1, 9, 8_000)

@@ -234,3 +234,26 @@ def test_truth_gap_study_lines_up_the_hidden_state(project: tuple[Path, dict]) -
     assert abs(parts["test"]["auc_ratio"] - served / truth_auc) <= bound + 1e-12
     table = by_phase(pred, truth, hidden)
     assert table["snapshots"].sum() == parts["test"]["snapshots"]
+
+
+def test_truth_gap_study_fits_its_learning_curve_on_the_run(
+        project: tuple[Path, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m studies.auc_ceiling --learning-curve` on the pipeline's own outputs (with
+    the learned-decay columns the bundle holds): a row per fraction and inputs, every fit
+    on training leads, scored on the test snapshots the truth covers."""
+    from studies.auc_ceiling import FRACTIONS, main
+
+    work, _ = project
+    monkeypatch.chdir(work)
+    assert main(["--out", "reports/truth_gap_curve.json", "--learning-curve",
+                 "--repeats", "1"]) == 0
+    out = json.loads((work / "reports" / "truth_gap_curve.json").read_text())
+    pred = pd.read_parquet(work / "data" / "models" / "predictions.parquet")
+    train_leads = pred.loc[pred["split"] == "train", "lead_id"].nunique()
+    rows = out["learning_curve"]["rows"]
+    assert [r["fraction"] for r in rows] == list(FRACTIONS)
+    assert rows[-1]["leads"] == train_leads
+    assert rows[-1]["snapshots"] == int((pred["split"] == "train").sum())
+    assert [r["inputs"] for r in out["hidden_state_gain"]][0] == "observable features"
+    for r in [*rows, *out["hidden_state_gain"]]:
+        assert 0.5 < r["test_roc_auc"] < 1 and 0 < r["auc_share_of_truth"] < 1.2

@@ -247,13 +247,15 @@ class TuneSettings:
     `train.lightgbm` settings are trial 0) bounds the search, `timeout_seconds` stops it
     early on a slow machine; `enabled: false` or `n_trials: 1` keeps the configured settings;
     `select` picks the winner: `one_se` (the simplest trial within one standard error of
-    the best, the default) or `best` (the lowest validation log-loss).
+    the best, the default) or `best` (the lowest validation log-loss); `parallel` trials are
+    fitted at once (one LightGBM thread each; the search depends on it).
     """
 
     enabled: bool = True
     n_trials: int = 20
     timeout_seconds: float = 120.0
     select: str = "one_se"
+    parallel: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -261,6 +263,7 @@ class TuneSettings:
         if self.select not in ("one_se", "best"):
             raise SettingsError(f"`train.tune.select` must be one_se or best; got {self.select!r}")
         _positive_int("train.tune.n_trials", self.n_trials)
+        _positive_int("train.tune.parallel", self.parallel)
         _positive("train.tune.timeout_seconds", self.timeout_seconds)
 
 
@@ -337,7 +340,8 @@ def parse_train(mapping: Mapping[str, Any]) -> TrainSettings:
     logreg = _mapping("train.logreg", m.get("logreg", {}))
     _check_keys("train.logreg", logreg, set(), {"C", "min_frequency", "max_iter"})
     tune = _mapping("train.tune", m.get("tune", {}))
-    _check_keys("train.tune", tune, set(), {"enabled", "n_trials", "timeout_seconds", "select"})
+    _check_keys("train.tune", tune, set(), {"enabled", "n_trials", "timeout_seconds", "select",
+                                              "parallel"})
     sample = _mapping("train.sample", m.get("sample") or {})
     _check_keys("train.sample", sample, set(), {"max_leads", "converted_boost", "seed"})
     return TrainSettings(

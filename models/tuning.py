@@ -20,8 +20,13 @@ can leak the test labels.
   The standard error is of each row's paired log-loss difference from the best trial,
   clustered by lead (`groups`: a lead's snapshots move together).
 - The budget is `n_trials`; `timeout_seconds` is a safety stop. The search is deterministic
-  for a seed when it ends on `n_trials`; a search cut by the timeout depends on machine
-  speed, and the result says so (`stopped_by`).
+  for a seed and `parallel` when it ends on `n_trials`; a search cut by the timeout depends
+  on machine speed, and the result says so (`stopped_by`).
+- `parallel` trials are fitted at once, each LightGBM on one thread (threads of one
+  LightGBM team that outnumber the cores spin against each other; separate one-thread fits
+  only share them). A batch is sampled in order (TPE's constant liar keeps a trial away from
+  the others of its batch), fitted together and reported in order, so which fit finishes
+  first changes nothing. `parallel: 1` is the sequential search.
 
 `refit_rounds` turns the early-stopped number of trees into the number for a refit on all
 training rows (validation included): more rows support proportionally more boosting rounds
@@ -36,6 +41,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -126,16 +132,16 @@ def tune_lightgbm(
     y_fit = np.asarray(y_fit)
     space = search_space(len(X_fit), int(y_fit.sum()))
 
-    row_losses: list[np.ndarray] = []  # per trial, in trial order
-
-    def evaluate(params: LightGBMSettings) -> tuple[float, int]:
+    def evaluate(params: LightGBMSettings) -> tuple[float, int, np.ndarray]:
+        """Validation log-loss, early-stopped tree count, each validation row's log-loss."""
         model = fit_lightgbm(X_fit, y_fit, X_val, y_val, params, seed,
                              early_stopping_rounds=early_stopping_rounds)
         p = model.predict_proba(X_val)[:, 1]
-        row_losses.append(row_log_loss(np.asarray(y_val), p))
-        return log_loss(np.asarray(y_val), p), int(model.best_iteration_ or params.n_estimators)
+        return (log_loss(np.asarray(y_val), p), int(model.best_iteration_ or params.n_estimators),
+                row_log_loss(np.asarray(y_val), p))
 
-    default_loss, default_iter = evaluate(base)
+    default_loss, default_iter, default_rows = evaluate(base)
+    row_losses = {0: default_rows}  # trial number -> each validation row's log-loss
     rows = [{"trial": 0, **{k: getattr(base, k) for k in SEARCHED},
              "validation_log_loss": default_loss, "best_iteration": default_iter}]
     if not settings.enabled or settings.n_trials == 1:
@@ -156,30 +162,34 @@ def tune_lightgbm(
             subsample=trial.suggest_float("subsample", *space["subsample"]),
         )
 
-    def objective(trial: optuna.Trial) -> float:
-        params = propose(trial)
-        loss, best_iter = evaluate(params)
-        trial.set_user_attr("best_iteration", best_iter)
-        trial.set_user_attr("row", len(row_losses) - 1)
-        return loss
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
+    # constant_liar: a trial asked while others of its batch run keeps away from them
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.TPESampler(
+        seed=seed, constant_liar=settings.parallel > 1))
     # trial 0 is the configured settings, already evaluated: tell the sampler about it
     study.add_trial(optuna.trial.create_trial(
         params={k: _clip(getattr(base, k), space[k]) for k in SEARCHED},
         distributions=_distributions(space),
         value=default_loss,
-        user_attrs={"best_iteration": default_iter, "row": 0},
+        user_attrs={"best_iteration": default_iter},
     ))
-    def over_budget(study: optuna.Study, _trial: Any) -> None:
-        if clock() - started >= settings.timeout_seconds:
-            study.stop()
 
     stopped_by = "n_trials"
-    if clock() - started < settings.timeout_seconds:
-        study.optimize(objective, n_trials=settings.n_trials - 1, callbacks=[over_budget])
+    # Trials run in batches of `parallel`, each LightGBM on one thread: a batch is asked in
+    # order, fitted at once and told in order, so the search depends on `parallel` and the
+    # seed, never on which fit finished first.
+    with ThreadPoolExecutor(max_workers=settings.parallel) as pool:
+        while len(study.trials) < settings.n_trials and \
+                clock() - started < settings.timeout_seconds:
+            batch, proposed = [], []
+            for _ in range(min(settings.parallel, settings.n_trials - len(study.trials))):
+                batch.append(study.ask())
+                proposed.append(propose(batch[-1]))  # sampled with the batch's earlier ones
+            for trial, (loss, best_iter, per_row) in zip(batch, pool.map(evaluate, proposed),
+                                                         strict=True):
+                trial.set_user_attr("best_iteration", best_iter)
+                row_losses[trial.number] = per_row
+                study.tell(trial, loss)
     if len(study.trials) < settings.n_trials:
         stopped_by = "timeout"
         log.warning("tuning stopped by train.tune.timeout_seconds (%.0f s) after %d of %d "
@@ -191,7 +201,7 @@ def tune_lightgbm(
             continue
         rows.append({"trial": t.number, **t.params, "validation_log_loss": t.value,
                      "best_iteration": t.user_attrs["best_iteration"]})
-        losses.append(row_losses[t.user_attrs["row"]])
+        losses.append(row_losses[t.number])
     trials = pd.DataFrame(rows)
     pick, selection = select_trial(trials, losses, settings.select, groups)
     best_row = trials.iloc[pick]

@@ -89,6 +89,35 @@ def test_the_search_is_deterministic_for_a_seed() -> None:
     assert first.params == second.params
 
 
+def test_parallel_trials_do_not_depend_on_which_fit_finishes_first(monkeypatch) -> None:
+    """Batches of two trials fitted at once: the search is the same run after run even when
+    some fits are made to finish after their batch partner, every trial is distinct, and
+    `parallel: 1` is the sequential search."""
+    import time as clock
+
+    import models.tuning as tuning
+
+    # 13 trials: TPE samples at random until 10 are complete, so the last ones are where
+    # the results of earlier trials, and so their order, could matter
+    first = _tune(TuneSettings(n_trials=13, parallel=2))
+    real_fit = tuning.fit_lightgbm
+
+    def slow_for_some(*args, **kwargs):  # about half the trials finish after their partner
+        if int(args[4].learning_rate * 1e6) % 2:
+            clock.sleep(0.3)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "fit_lightgbm", slow_for_some)
+    again = _tune(TuneSettings(n_trials=13, parallel=2))
+    pd.testing.assert_frame_equal(first.trials, again.trials)
+    assert first.params == again.params and len(first.trials) == 13
+    assert first.trials["learning_rate"].nunique() == 13
+    monkeypatch.setattr(tuning, "fit_lightgbm", real_fit)
+    sequential = _tune(TuneSettings(n_trials=13, parallel=1))
+    assert sequential.trials["trial"].tolist() == list(range(13))
+    assert not sequential.trials.equals(first.trials)  # batches sample differently
+
+
 def test_one_trial_keeps_the_configured_settings() -> None:
     result = _tune(TuneSettings(n_trials=1))
     assert result.params == BASE and result.stopped_by == "disabled"
@@ -121,6 +150,7 @@ def test_refit_rounds_scale_with_the_rows() -> None:
     ({"timeout_seconds": -1}, "`train.tune.timeout_seconds` must be > 0; got -1"),
     ({"enabled": "yes"}, "`train.tune.enabled` must be true or false; got 'yes'"),
     ({"select": "lowest"}, "`train.tune.select` must be one_se or best; got 'lowest'"),
+    ({"parallel": 0}, "`train.tune.parallel` must be >= 1; got 0"),
 ])
 def test_settings_are_checked(kwargs, message) -> None:
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")

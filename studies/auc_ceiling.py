@@ -137,7 +137,7 @@ def _fit_and_score(X: pd.DataFrame, y: np.ndarray, fit_rows: np.ndarray, parts: 
     cal = parts == "calibration"
     test = (parts == "test") & ~np.isnan(p_truth)
     model = fit_lightgbm(X.loc[fit_rows], y[fit_rows], X.loc[cal], y[cal], settings, seed,
-                         early_stopping_rounds=early_stopping_rounds, n_jobs=2)
+                         early_stopping_rounds=early_stopping_rounds)
     p = model.predict_proba(X.loc[test])[:, 1]
     auc = roc_auc(y[test], p)
     return {"test_roc_auc": round(auc, 4),
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     print(phases.to_string(index=False))
     if args.learning_curve:
         print("learning curve (share of the truth's test ROC AUC):")
-        print(summarise_curve(out["learning_curve"]["rows"]).to_string(index=False))
+        print(pd.DataFrame(out["learning_curve"]["summary"]).to_string(index=False))
         print(pd.DataFrame(out["hidden_state_gain"]).to_string(index=False))
     print(f"written: {args.out}")
     return 0

@@ -112,12 +112,10 @@ def fit_default_lightgbm(fit_rows: pd.DataFrame, test_rows: pd.DataFrame,
     return model.predict_proba(X_test)[:, 1], seconds
 
 
-def score_export(project: pd.DataFrame, peer: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Test-split ROC AUC and log-loss per scorer. `project` has `row`, `label` and the
-    project's `p_*` columns; `peer` has `row` and `p`, one row per test row. A peer file that
-    misses or repeats test rows, or holds a probability outside [0, 1], is a ValueError."""
-    from models.metrics import log_loss, roc_auc
-
+def join_peer(project: pd.DataFrame, peer: pd.DataFrame) -> pd.DataFrame:
+    """`project` (`row`, `label`, the project's `p_*` columns) with the peer's `p` as
+    `p_peer`, joined by row. A peer file that misses or repeats test rows, or holds a
+    probability outside [0, 1], is a ValueError."""
     if peer["row"].duplicated().any():
         raise ValueError(f"peer predictions repeat {int(peer['row'].duplicated().sum())} rows")
     missing = set(project["row"]) - set(peer["row"])
@@ -128,8 +126,15 @@ def score_export(project: pd.DataFrame, peer: pd.DataFrame) -> dict[str, dict[st
     p = pd.to_numeric(peer["p"], errors="coerce")
     if p.isna().any() or ((p < 0) | (p > 1)).any():
         raise ValueError("peer predictions must be probabilities in [0, 1]")
-    merged = project.merge(peer.rename(columns={"p": "p_peer"}), on="row", how="left",
-                           validate="one_to_one")
+    return project.merge(peer.rename(columns={"p": "p_peer"}), on="row", how="left",
+                         validate="one_to_one")
+
+
+def score_export(project: pd.DataFrame, peer: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Test-split ROC AUC and log-loss per scorer (`join_peer`'s inputs and checks)."""
+    from models.metrics import log_loss, roc_auc
+
+    merged = join_peer(project, peer)
     y = merged["label"].to_numpy()
     return {col: {"roc_auc": round(roc_auc(y, merged[col]), 4),
                   "log_loss": round(log_loss(y, merged[col]), 4)}
@@ -143,8 +148,7 @@ def served_minus_peer(project: pd.DataFrame, peer: pd.DataFrame,
     of each `project` row). A gap inside the interval's reach of zero is noise."""
     from models.metrics import log_loss, paired_difference, roc_auc
 
-    merged = project.merge(peer.rename(columns={"p": "p_peer"}), on="row", how="left",
-                           validate="one_to_one")
+    merged = join_peer(project, peer)
     y, served, other = merged["label"], merged["p_served"], merged["p_peer"]
     return {name: {k: round(v, 4) if isinstance(v, float) else v
                    for k, v in paired_difference(y, served, other, leads, fn).items()}
@@ -356,8 +360,9 @@ def collect(work: Path = WORK, exports: Sequence[str] = tuple(EXPORTS)) -> dict[
         peer = json.loads((folder / "peer.json").read_text())
         peer_name = (f"{peer['peer']} {peer['version']}, presets={peer['presets']!r}, "
                      f"time_limit={peer['time_limit']} s, eval_metric={peer['eval_metric']!r}")
-        metrics = score_export(pd.read_parquet(folder / "project_predictions.parquet"),
-                               pd.read_parquet(folder / "peer_predictions.parquet"))
+        rows = pd.read_parquet(folder / "project_predictions.parquet")
+        peer_rows = pd.read_parquet(folder / "peer_predictions.parquet")
+        metrics = score_export(rows, peer_rows)
         seconds = {**project["seconds"], "p_peer": round(float(peer["fit_seconds"]), 1)}
         out[export] = {
             "test_rows": int(project["split"]["rows"]["test"]),
@@ -371,11 +376,9 @@ def collect(work: Path = WORK, exports: Sequence[str] = tuple(EXPORTS)) -> dict[
         }
         predictions = folder / "data" / "models" / "predictions.parquet"
         if predictions.exists():  # the lead of each test row, for the paired interval
-            rows = pd.read_parquet(folder / "project_predictions.parquet")
             leads = pd.read_parquet(predictions, columns=["lead_id"])["lead_id"].astype(str)
             out[export]["served_minus_peer"] = served_minus_peer(
-                rows, pd.read_parquet(folder / "peer_predictions.parquet"),
-                leads.to_numpy()[rows["row"].to_numpy()])
+                rows, peer_rows, leads.to_numpy()[rows["row"].to_numpy()])
         if "load_average" in project and "load_average" in peer:
             out[export]["load_average"] = {"project": project["load_average"],
                                            "peer": peer["load_average"]}
